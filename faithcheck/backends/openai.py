@@ -1,0 +1,420 @@
+"""`openai:MODEL@URL[,URL2,...]`: any OpenAI-compatible HTTP server (vLLM, llama.cpp, SGLang, hosted APIs).
+
+The wire calls are async (httpx) with bounded concurrency, run inside the synchronous
+`generate`, so one slow server call never blocks the rest of a batch. Every call is
+retried with exponential backoff and jitter on 429, 5xx, timeouts, connection resets and
+malformed bodies (honouring Retry-After); a call that still fails becomes a Completion
+with `error` naming the request, so a run goes on and the engine counts it.
+
+Several URLs spread requests across servers: each call goes to the least-loaded server
+(ties broken round-robin). The API key is read from an environment variable when a batch
+starts and lives only in that batch's HTTP client: it is never kept on the backend, and
+is scrubbed from error messages in case a server echoes it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from faithcheck.backends import backends
+from faithcheck.backends.base import Backend, ScoreRequest, parse_model_args
+from faithcheck.errors import BadInput, MissingExtra
+from faithcheck.records import Completion, GenerationRequest
+
+T = TypeVar("T")
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+class MissingCapability(BadInput):
+    """The server lacks something the run needs (prefill, log-probabilities); the message names it."""
+
+
+class CallFailed(RuntimeError):
+    """A call that failed for good (retries spent or a non-retryable status); names the request."""
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    endpoint: str = "auto"  # auto | completions | chat
+    concurrency: int = 8  # requests in flight per server
+    timeout: float = 120.0  # seconds per HTTP attempt
+    max_retries: int = 5
+    api_key_env: str = "OPENAI_API_KEY"  # the variable's *name*; its value is never stored
+    logprobs_top_k: int = 20  # hosted completions APIs cap this at 5
+    scoring: str = "auto"  # auto | echo | topk (see OpenAIBackend.loglikelihood)
+    backoff_base: float = 1.0  # seconds; doubles per retry, with jitter
+    backoff_max: float = 60.0  # cap on one wait, Retry-After included
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ("auto", "completions", "chat"):
+            raise BadInput(f"--model-arg endpoint={self.endpoint}: expected auto, completions or chat")
+        if self.scoring not in ("auto", "echo", "topk"):
+            raise BadInput(f"--model-arg scoring={self.scoring}: expected auto, echo or topk")
+        for key in ("concurrency", "logprobs_top_k"):
+            if getattr(self, key) < 1:
+                raise BadInput(f"--model-arg {key}={getattr(self, key)}: must be at least 1")
+        if self.timeout <= 0 or self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise BadInput("--model-arg timeout must be > 0; max_retries, backoff_base, backoff_max >= 0")
+
+
+def describe(i: int, req: GenerationRequest | ScoreRequest) -> str:
+    """How an error names its request: batch position, a key prefix and the prompt's start."""
+    key = req.key()[:10] if isinstance(req, GenerationRequest) else f"score:{req.continuation!r}"
+    head = (req.prompt + req.prefill)[:40].replace("\n", " ")
+    return f"request #{i} ({key}, prompt {head!r}...)"
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        from datetime import datetime, timezone
+
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Servers differ on whether a stop string is kept; we always drop it and what follows."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+class _Session:
+    """One batch's HTTP client: server choice, concurrency, retries. Holds the key only while open."""
+
+    def __init__(self, urls: tuple[str, ...], cfg: OpenAIConfig, stats: Counter):
+        import httpx
+
+        self.httpx, self.urls, self.cfg, self.stats = httpx, urls, cfg, stats
+        key = os.environ.get(cfg.api_key_env, "")
+        self._secret = key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limit = cfg.concurrency * len(urls)
+        self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(cfg.timeout),
+                                        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
+        self.slots = asyncio.Semaphore(limit)
+        self.load = [0] * len(urls)
+        self._turn = 0
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._secret, "<redacted>") if self._secret else text
+
+    def pick(self) -> int:
+        n = len(self.urls)
+        order = [(self._turn + k) % n for k in range(n)]
+        self._turn = (self._turn + 1) % n
+        return min(order, key=lambda j: self.load[j])
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+
+    async def post(self, path: str, body: dict, label: str, parse: Callable[[dict], T]) -> T:
+        """`parse(json)` of a successful answer; a parse error counts as a malformed body and is retried."""
+        reason, delay = "", 0.0
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+                await asyncio.sleep(delay)
+            delay = self.backoff(attempt)
+            async with self.slots:
+                j = self.pick()
+                url = self.urls[j] + path
+                self.load[j] += 1
+                self.stats["attempts"] += 1
+                try:
+                    resp = await self.client.post(url, json=body)
+                except self.httpx.TimeoutException:
+                    reason = f"timed out after {self.cfg.timeout}s at {url}"
+                    continue
+                except self.httpx.TransportError as e:
+                    reason = f"connection error at {url} ({type(e).__name__}: {e})"
+                    continue
+                finally:
+                    self.load[j] -= 1
+            status = resp.status_code
+            if status == 429 or status == 408 or status >= 500:
+                reason = f"HTTP {status} from {url}: {resp.text[:200]!r}"
+                wait = retry_after(resp.headers.get("retry-after"))
+                delay = min(self.cfg.backoff_max, wait) if wait is not None else delay
+                continue
+            if status >= 400:
+                self.stats["failures"] += 1
+                raise CallFailed(self.redact(f"{label}: HTTP {status} from {url}: {resp.text[:300]!r} (not retried)"))
+            try:
+                return parse(json.loads(resp.content))
+            except _MALFORMED as e:
+                reason = f"malformed response body from {url} ({type(e).__name__}: {e}; body {resp.text[:120]!r})"
+        self.stats["failures"] += 1
+        raise CallFailed(self.redact(f"{label}: {reason}; gave up after {self.cfg.max_retries + 1} attempts"))
+
+    async def status_of(self, path: str, body: dict) -> tuple[int, dict]:
+        """A capability probe: (status, json) of one retried call, where 4xx is an answer, not an error."""
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff(attempt))
+            try:
+                resp = await self.client.post(self.urls[0] + path, json=body)
+            except self.httpx.TransportError:
+                continue
+            if resp.status_code in (408, 429) or resp.status_code >= 500:
+                continue
+            try:
+                return resp.status_code, json.loads(resp.content) if resp.status_code < 400 else {}
+            except ValueError:
+                continue
+        raise CallFailed(f"capability probe {path} at {self.urls[0]}: no usable answer after retries")
+
+
+def _text_choice(d: dict) -> tuple[str, str, dict]:
+    c = d["choices"][0]
+    if not isinstance(c["text"], str):
+        raise TypeError("choices[0].text is not a string")
+    return c["text"], c.get("finish_reason") or "stop", d.get("usage") or {}
+
+
+def _chat_choice(d: dict) -> tuple[str, str, dict]:
+    c = d["choices"][0]
+    content = c["message"]["content"]
+    if content is not None and not isinstance(content, str):
+        raise TypeError("choices[0].message.content is not a string")
+    return content or "", c.get("finish_reason") or "stop", d.get("usage") or {}
+
+
+def _top_completions(d: dict) -> dict[str, float]:
+    return {str(t): float(lp) for t, lp in d["choices"][0]["logprobs"]["top_logprobs"][0].items()}
+
+
+def _top_chat(d: dict) -> dict[str, float]:
+    return {e["token"]: float(e["logprob"]) for e in d["choices"][0]["logprobs"]["content"][0]["top_logprobs"]}
+
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible server; see the module docstring."""
+
+    name = "openai"
+
+    def __init__(self, model: str, urls: tuple[str, ...], config: OpenAIConfig):
+        self.model, self.urls, self.config = model, urls, config
+        self._endpoint: str | None = None if config.endpoint == "auto" else config.endpoint
+        self._chat_prefill: bool | None = None
+        self._echo: bool | None = None
+        self._fingerprint: str | None = None
+        self.stats: Counter = Counter()  # attempts, retries, failures
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, urls={list(self.urls)!r}, config={self.config!r})"
+
+    @property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        """`openai:MODEL@sorted urls`, plus the model id the server reports when it differs (one cheap GET)."""
+        if self._fingerprint is None:
+            fp = f"openai:{self.model}@{','.join(sorted(self.urls))}"
+            served = self._served_model()
+            self._fingerprint = fp + (f" served={served}" if served and served != self.model else "")
+        return self._fingerprint
+
+    def _served_model(self) -> str | None:
+        import httpx
+
+        key = os.environ.get(self.config.api_key_env, "")
+        try:
+            resp = httpx.get(sorted(self.urls)[0] + "/models", timeout=min(5.0, self.config.timeout),
+                             headers={"Authorization": f"Bearer {key}"} if key else {})
+            ids = [m["id"] for m in resp.json()["data"]]
+        except (httpx.HTTPError, *_MALFORMED):
+            return None
+        return self.model if self.model in ids else (ids[0] if len(ids) == 1 else None)
+
+    # -- running a batch -------------------------------------------------------------
+
+    def _run(self, work: Callable[[_Session], Awaitable[T]]) -> T:
+        async def main() -> T:
+            session = _Session(self.urls, self.config, self.stats)
+            try:
+                return await work(session)
+            finally:
+                await session.client.aclose()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(main())
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside an event loop
+            return pool.submit(asyncio.run, main()).result()
+
+    async def _resolve_endpoint(self, s: _Session) -> str:
+        """auto: completions whenever the server has it, for every request, so a baseline and its
+        prefilled variants see the same plain-text context; chat only when it does not."""
+        if self._endpoint is None:
+            status, _ = await s.status_of("/completions", {"model": self.model, "prompt": "Hi", "max_tokens": 1,
+                                                           "temperature": 0})
+            self._endpoint = "completions" if status < 400 else "chat"
+        return self._endpoint
+
+    async def _require_chat_prefill(self, s: _Session) -> None:
+        """Whether the chat endpoint continues an assistant message (vLLM's `continue_final_message`).
+
+        A server that honours it renders the prefilled turn without closing it, so its prompt is
+        shorter than the default rendering; one that ignores the flag renders both the same."""
+        if self._chat_prefill is None:
+            msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+            base = {"model": self.model, "messages": msgs, "max_tokens": 1, "temperature": 0}
+            s1, open_turn = await s.status_of("/chat/completions", {**base, "continue_final_message": True,
+                                                                    "add_generation_prompt": False})
+            s2, closed_turn = await s.status_of("/chat/completions", base)
+            try:
+                self._chat_prefill = s1 < 400 and s2 < 400 and (
+                    open_turn["usage"]["prompt_tokens"] < closed_turn["usage"]["prompt_tokens"])
+            except _MALFORMED:
+                self._chat_prefill = False
+        if not self._chat_prefill:
+            raise MissingCapability(
+                f"openai:{self.model}: the chat endpoint at {self.urls[0]} does not support assistant prefill "
+                "(continue_final_message); use --model-arg endpoint=completions, or a server that has it (vLLM)")
+
+    def _body(self, endpoint: str, req: GenerationRequest, prefill: str, max_tokens: int) -> dict:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": max(1, max_tokens), "temperature": req.temperature}
+        if req.temperature > 0:
+            body["seed"] = req.seed
+        if req.stop:
+            body["stop"] = list(req.stop)
+        if endpoint == "completions":
+            body["prompt"] = req.prompt + prefill
+            return body
+        body["messages"] = [{"role": "user", "content": req.prompt}]
+        if prefill:
+            body["messages"].append({"role": "assistant", "content": prefill})
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        return body
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        """Completions in request order; a request that fails for good gets `error` set."""
+        return self._run(lambda s: self._generate(s, requests)) if requests else []
+
+    async def _generate(self, s: _Session, requests: list[GenerationRequest]) -> list[Completion]:
+        try:
+            endpoint = await self._resolve_endpoint(s)
+        except CallFailed as e:
+            return [Completion("", error=f"{describe(i, r)}: {e}") for i, r in enumerate(requests)]
+        if endpoint == "chat" and any(r.prefill for r in requests):
+            await self._require_chat_prefill(s)
+        parse = _text_choice if endpoint == "completions" else _chat_choice
+        path = "/completions" if endpoint == "completions" else "/chat/completions"
+
+        async def one(i: int, req: GenerationRequest) -> Completion:
+            if req.max_new_tokens <= 0:  # never send max_tokens=0: llama.cpp reads it as "unlimited"
+                return Completion("", finish_reason="length")
+            try:
+                text, finish, usage = await s.post(path, self._body(endpoint, req, req.prefill, req.max_new_tokens),
+                                                   describe(i, req), parse)
+            except CallFailed as e:
+                return Completion("", error=str(e))
+            return Completion(cut_at_stop(text, req.stop), int(usage.get("prompt_tokens") or 0),
+                              int(usage.get("completion_tokens") or 0), finish)
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    # -- scoring -----------------------------------------------------------------------
+
+    def loglikelihood(self, requests: list[ScoreRequest]) -> list[float]:
+        """log P(continuation | prompt + prefill), summed over its tokens.
+
+        "echo" (completions endpoint, where the server gives it: vLLM, llama.cpp): one call on
+        the whole text with `echo` + `logprobs`, summing the tokens that cover the continuation.
+        "topk" (any server with top-k logprobs, chat included): `max_tokens=1` calls at the
+        answer position, consuming the continuation one top-k token at a time; a continuation
+        that leaves the top `logprobs_top_k` scores -inf. "auto" probes for echo once.
+        A call that fails for good raises CallFailed naming the request (a float has no error slot).
+        """
+        return self._run(lambda s: self._score(s, requests)) if requests else []
+
+    async def _score(self, s: _Session, requests: list[ScoreRequest]) -> list[float]:
+        endpoint = await self._resolve_endpoint(s)
+        if endpoint == "chat" and any(r.prefill or len(r.continuation) > 1 for r in requests):
+            await self._require_chat_prefill(s)
+        method = self.config.scoring
+        if method != "topk" and self._echo is None:
+            self._echo = endpoint == "completions" and await self._probe_echo(s)
+        if method == "echo" and not self._echo:
+            raise MissingCapability(f"openai:{self.model}: the server at {self.urls[0]} does not return prompt "
+                                    "log-probabilities (completions echo+logprobs); use --model-arg scoring=topk")
+        use_echo = method != "topk" and bool(self._echo)
+        scorer = self._score_echo if use_echo else self._score_topk
+        return list(await asyncio.gather(*(scorer(s, i, r) for i, r in enumerate(requests))))
+
+    async def _probe_echo(self, s: _Session) -> bool:
+        status, d = await s.status_of("/completions", {"model": self.model, "prompt": "Hello world", "max_tokens": 1,
+                                                       "temperature": 0, "echo": True, "logprobs": 0})
+        try:
+            return status < 400 and len(d["choices"][0]["logprobs"]["token_logprobs"]) >= 2
+        except _MALFORMED:
+            return False
+
+    async def _score_echo(self, s: _Session, i: int, req: ScoreRequest) -> float:
+        context = req.prompt + req.prefill
+        full = context + req.continuation
+        body = {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 0}
+
+        def parse(d: dict) -> float:
+            lp = d["choices"][0]["logprobs"]
+            offsets, logprobs = lp["text_offset"], lp["token_logprobs"]
+            ends = list(offsets[1:]) + [math.inf]
+            picked = [logprobs[k] for k in range(len(offsets)) if ends[k] > len(context) and offsets[k] < len(full)]
+            if not picked or any(x is None for x in picked):
+                raise ValueError("no log-probabilities for the continuation's tokens")
+            return float(sum(picked))
+
+        return await s.post("/completions", body, describe(i, req), parse)
+
+    async def _score_topk(self, s: _Session, i: int, req: ScoreRequest) -> float:
+        endpoint = self._endpoint or "completions"
+        k = self.config.logprobs_top_k
+        path, parse = ("/completions", _top_completions) if endpoint == "completions" else ("/chat/completions", _top_chat)
+        total, done = 0.0, ""
+        for _ in range(len(req.continuation)):  # each step consumes at least one character
+            gen = GenerationRequest(req.prompt, req.prefill + done, 1)
+            body = self._body(endpoint, gen, gen.prefill, 1)
+            body.update({"logprobs": k} if endpoint == "completions" else {"logprobs": True, "top_logprobs": k})
+            top = await s.post(path, body, describe(i, req), parse)
+            rest = req.continuation[len(done):]
+            fits = [t for t in top if t and rest.startswith(t)]
+            if not fits:
+                return -math.inf
+            token = max(fits, key=len)
+            total, done = total + top[token], done + token
+            if done == req.continuation:
+                break
+        return total
+
+
+@backends.register("openai", "any OpenAI-compatible HTTP server: openai:MODEL@URL[,URL2...]")
+def load(target: str, model_args: list[str]) -> OpenAIBackend:
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise MissingExtra("the openai: backend needs httpx: pip install faithcheck[openai]") from None
+    model, sep, urls = target.partition("@")
+    if not sep or not model or not urls:
+        raise BadInput(f"model 'openai:{target}': expected openai:MODEL@BASE_URL[,BASE_URL2...]")
+    parsed = tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip())
+    for u in parsed:
+        if not u.startswith(("http://", "https://")) or "@" in u:
+            raise BadInput(f"model 'openai:{target}': base URL {u!r} must start with http:// or https:// "
+                           "(and carry no credentials: the key comes from --model-arg api_key_env)")
+    return OpenAIBackend(model, parsed, parse_model_args(OpenAIConfig, model_args))

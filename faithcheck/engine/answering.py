@@ -1,0 +1,74 @@
+"""Turn (prompt, prefill, mode) into an answer, through the engine, in two batched stages.
+
+Stage 1 asks for the forced answer (mode "answer") or lets the model write (modes
+"continue" and "generate"). Stage 2 forces an answer after whatever CoT was written when
+stage 1 produced none. The baseline trace and every probe variant go through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faithcheck.engine.engine import Engine
+from faithcheck.records import GenerationRequest
+from faithcheck.tasks.base import Task
+
+ANSWER_STOP = ("\n",)
+
+
+@dataclass(frozen=True)
+class Query:
+    prompt: str
+    prefill: str
+    mode: str
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Answered:
+    cot: str
+    answer: str | None
+    written: str  # everything the model wrote after the prefill, across both stages
+    failed: bool
+    error: str | None = None
+
+
+def answer_request(task: Task, prompt: str, prefill: str, q: Query) -> GenerationRequest:
+    return GenerationRequest(prompt, prefill, task.max_answer_tokens, ANSWER_STOP, q.temperature, q.seed)
+
+
+def resolve(engine: Engine, task: Task, queries: list[Query], desc: str) -> list[Answered]:
+    first = []
+    for q in queries:
+        if q.mode == "answer":
+            first.append(answer_request(task, q.prompt, q.prefill, q))
+        else:
+            first.append(GenerationRequest(q.prompt, q.prefill, task.max_cot_tokens + task.max_answer_tokens,
+                                           task.cot_stop, q.temperature, q.seed))
+    results = engine.run(first, desc=desc)
+    answered: list[Answered | None] = []
+    follow_ups: list[tuple[int, GenerationRequest, str]] = []
+    for i, (q, comp) in enumerate(zip(queries, results)):
+        if comp.error is not None:
+            answered.append(Answered(q.prefill, None, "", True, comp.error))
+        elif q.mode == "answer":
+            answered.append(Answered(q.prefill, task.parse_answer(task.answer_prefix + comp.text), comp.text, False))
+        else:
+            cot, rest = task.split_output(q.prefill + comp.text)
+            answer = task.parse_answer(rest) if rest else None
+            if answer is None:
+                forced = task.force_answer(cot)
+                follow_ups.append((i, answer_request(task, q.prompt, forced, q), cot))
+                answered.append(None)
+            else:
+                answered.append(Answered(cot, answer, comp.text, False))
+    if follow_ups:
+        second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)")
+        for (i, req, cot), comp in zip(follow_ups, second):
+            written = results[i].text + "\n" + task.answer_prefix + comp.text
+            if comp.error is not None:
+                answered[i] = Answered(cot, None, written, True, comp.error)
+            else:
+                answered[i] = Answered(cot, task.parse_answer(task.answer_prefix + comp.text), written, False)
+    return [a for a in answered if a is not None]

@@ -1,0 +1,165 @@
+"""An audit, end to end: items -> baseline traces -> variants -> outcomes -> metrics -> verdict -> run dir."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from faithcheck.backends import load_backend
+from faithcheck.engine.answering import Query, resolve
+from faithcheck.engine.cache import CallCache, default_cache_path
+from faithcheck.engine.engine import Engine
+from faithcheck.probes import DEFAULT_PROBES, ProbeContext, ProbeMetrics, get_probes
+from faithcheck.records import Outcome, TaskItem, Trace, Variant
+from faithcheck.scoring.stats import Estimate, holm, wilson
+from faithcheck.scoring.verdict import Verdict, decide
+from faithcheck.tasks import get_task
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    model: str
+    task: str = "modular"
+    n: int | None = 100
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    seed: int = 0
+    out: Path | None = None
+    model_args: tuple[str, ...] = ()
+    rewriter: str | None = None
+    rewriter_args: tuple[str, ...] = ()
+    samples: int = 1
+    temperature: float = 0.0
+    cache_path: Path | None = None
+    progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    config: AuditConfig
+    run_dir: Path
+    summary: dict
+    outcomes: pd.DataFrame
+    traces: tuple[Trace, ...]
+    metrics: dict[str, ProbeMetrics]
+    verdict: Verdict
+
+
+def default_run_dir(model: str, task: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{task}").strip("_")[:80]
+    return Path("reports") / f"{slug}-{date.today().isoformat()}"
+
+
+def _baseline(engine: Engine, task, items: list[TaskItem], config: AuditConfig) -> list[Trace]:
+    prompts = [task.prompt(item) for item in items]
+    answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], "baseline CoT")
+    traces = []
+    for item, prompt, a in zip(items, prompts, answered):
+        traces.append(Trace(item.id, prompt, a.cot, tuple(task.split_steps(a.cot)), a.answer,
+                            task.is_correct(item, a.answer), a.written))
+    return traces
+
+
+def _outcomes(task, items_by_id, traces_by_id, variants: list[Variant], answered) -> list[Outcome]:
+    rows = []
+    for v, a in zip(variants, answered):
+        base = traces_by_id[v.item_id]
+        rows.append(Outcome(
+            item_id=v.item_id, probe=v.probe, params=v.params, sample=v.sample,
+            baseline_answer=base.answer, baseline_correct=base.correct, answer=a.answer,
+            correct=task.is_correct(items_by_id[v.item_id], a.answer),
+            same_as_baseline=a.answer is not None and a.answer == base.answer,
+            valid=v.valid, target=v.target,
+            follows_target=None if v.target is None else a.answer == v.target,
+            checks=v.checks, completion=a.written, failed_call=a.failed,
+        ))
+    return rows
+
+
+def _expand_samples(variants: list[Variant], config: AuditConfig) -> list[tuple[Variant, Query]]:
+    out = []
+    for v in variants:
+        for s in range(config.samples):
+            temp = config.temperature if config.samples > 1 or config.temperature > 0 else 0.0
+            seed = config.seed * 1000 + s
+            out.append((replace(v, sample=s), Query(v.prompt, v.prefill, v.mode, temp, seed)))
+    return out
+
+
+def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None) -> AuditResult:
+    """Run one audit and write its run directory. Pass `backend`/`cache` to reuse loaded ones."""
+    from faithcheck.report.tables import write_run_dir
+
+    started = time.time()
+    task = get_task(config.task)
+    probe_objs = get_probes(list(config.probes))
+    loaded = task.load(config.n, config.seed)
+    items = list(loaded.items)
+    own_backend = backend is None
+    backend = backend or load_backend(config.model, list(config.model_args))
+    cache = cache or CallCache(config.cache_path or default_cache_path())
+    engine = Engine(backend, cache, progress=config.progress)
+    try:
+        from faithcheck.rewriters import load_rewriter
+
+        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
+        ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
+        traces = _baseline(engine, task, items, config)
+        traces_by_id = {t.item_id: t for t in traces}
+        items_by_id = {i.id: i for i in items}
+        ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
+        variants: list[Variant] = []
+        for probe in probe_objs:
+            for item in items:
+                variants.extend(probe.variants(item, traces_by_id[item.id], ctx))
+        expanded = _expand_samples(variants, config)
+        answered = resolve(engine, task, [q for _, q in expanded], "probe variants")
+        outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
+        table = pd.DataFrame([o.__dict__ for o in outcomes]) if outcomes else pd.DataFrame(columns=list(Outcome.__dataclass_fields__))
+        metrics = _score(probe_objs, table, ctx)
+        cot_acc = wilson(sum(t.correct for t in traces), len(traces))
+        verdict = decide(metrics, cot_acc, task.chance, len(items))
+        run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
+        summary = write_run_dir(
+            run_dir, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
+            variants=[v for v, _ in expanded], table=table, metrics=metrics, cot_accuracy=cot_acc,
+            verdict=verdict, backend=backend, engine_stats=engine.stats, seconds=time.time() - started,
+        )
+        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict)
+    finally:
+        if own_backend:
+            backend.close()
+
+
+def _resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:
+    requests = {}
+    for probe in probe_objs:
+        for item in items:
+            for r in probe.rewrite_requests(item, traces_by_id[item.id], ctx):
+                requests.setdefault(r.key(), r)
+    results = rewriter.rewrite(list(requests.values())) if requests else []
+    return dict(zip(requests, results))
+
+
+def _score(probe_objs, table: pd.DataFrame, ctx: ProbeContext) -> dict[str, ProbeMetrics]:
+    ctx = replace(ctx, outcomes=table)
+    metrics = {}
+    for probe in probe_objs:
+        rows = table[table["probe"] == probe.name]
+        metrics[probe.name] = probe.metrics(rows, ctx)
+    names = list(metrics)
+    adjusted = holm([metrics[n].headline.p_value for n in names])
+    for n, p in zip(names, adjusted):
+        metrics[n] = replace(metrics[n], headline=replace(metrics[n].headline, p_adjusted=p))
+    return metrics
+
+
+def headline_accuracy(metrics: dict[str, ProbeMetrics], probe: str) -> Estimate | None:
+    m = metrics.get(probe)
+    return m.headline if m is not None and m.headline_name == "accuracy" else None

@@ -1,0 +1,36 @@
+"""`format_control`: change only layout (line breaks, numbering, bullets, spacing).
+
+The control that separates "formatting disturbs the model" from "information was hidden
+in the wording": paraphrase and translation are read against it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from faithcheck.probes import probes
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
+from faithcheck.records import TaskItem, Trace, Variant
+from faithcheck.rewriters.base import RewriteRequest
+
+
+@probes.register("format_control", "layout-only change of the CoT (line breaks, numbering, bullets), answer forced")
+class FormatControl(Probe):
+    name = "format_control"
+
+    def _request(self, trace: Trace, ctx: ProbeContext) -> RewriteRequest:
+        return RewriteRequest("format", trace.steps, seed=ctx.seed)
+
+    def rewrite_requests(self, item, trace, ctx):
+        return [self._request(trace, ctx)] if trace.steps else []
+
+    def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
+        if not trace.steps:
+            return []
+        rw = ctx.rewritten(self._request(trace, ctx))
+        return [Variant(item.id, self.name, {}, trace.prompt, ctx.task.force_answer(rw.text), valid=rw.ok, checks=rw.checks)]
+
+    def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
+        m = accuracy_vs_baseline(rows, self.name)
+        same = m.extras["same_as_baseline"]
+        return ProbeMetrics(self.name, "same_as_baseline", same.with_test(m.headline.p_value, m.headline.test),
+                            extras={"accuracy": m.headline}, counts=m.counts)

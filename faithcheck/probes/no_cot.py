@@ -1,0 +1,22 @@
+"""`no_cot`: the answer forced right after the question, with no reasoning at all."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from faithcheck.probes import probes
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
+from faithcheck.records import TaskItem, Trace, Variant
+
+
+@probes.register("no_cot", "Answer forced right after the question: how much does the CoT add?")
+class NoCot(Probe):
+    name = "no_cot"
+    needs_trace = False
+
+    def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
+        prompt = ctx.task.prompt(item)
+        return [Variant(item.id, self.name, {}, prompt, ctx.task.force_answer(""))]
+
+    def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
+        return accuracy_vs_baseline(rows, self.name)

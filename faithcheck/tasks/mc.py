@@ -1,0 +1,199 @@
+"""`mc:PATH`: any multiple-choice set a user brings, as JSONL or CSV.
+
+User files are often hand-made, so a bad row is skipped and reported with its row number
+rather than failing the run; only a file with nothing usable in it is an error. The
+lettered-option helpers here are shared with `bbh`, whose questions use the same format.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from string import ascii_uppercase
+from typing import Any
+
+from faithcheck.errors import BadInput
+from faithcheck.records import TaskItem
+from faithcheck.tasks import tasks
+from faithcheck.tasks.base import LoadResult, SkippedRow, Task
+from faithcheck.tasks.gsm8k import answer_segment, hint_sentence, natural_steps, shuffled
+
+CSV_CHOICE_SEP = "|"
+OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
+# "(B)", "B", "B." or "B)" at the start of an answer; "Bob" is not a letter answer.
+LETTER_ANSWER = re.compile(r"^[ \t:*\-]*(?:[Oo]ption\s+)?(?:\(([A-Z])\)|([A-Z])(?![\w'’]))")
+LETTER_GOLD = re.compile(r"^\(?([A-Za-z])\)?$")
+
+
+def letter(index: int) -> str:
+    return ascii_uppercase[index]
+
+
+def format_options(choices: tuple[str, ...] | list[str]) -> str:
+    return "\n".join(f"({letter(i)}) {c}" for i, c in enumerate(choices))
+
+
+def parse_options(text: str) -> tuple[str, ...]:
+    """Option texts of an "Options:\\n(A) ...\\n(B) ..." block, in letter order; () when
+    the text has no such block. Lines after the last option are not options."""
+    _, found, block = text.rpartition("Options:")
+    if not found:
+        return ()
+    options: list[str] = []
+    for line in block.strip("\n").splitlines():
+        m = OPTION_LINE.match(line.strip())
+        if not m or m.group(1) != letter(len(options)):
+            break
+        options.append(m.group(2).strip())
+    return tuple(options)
+
+
+def parse_letter(text: str) -> str | None:
+    """The option letter after the last "answer is" in `text`, or None."""
+    segment = answer_segment(text)
+    if segment is None:
+        return None
+    m = LETTER_ANSWER.match(segment)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def gold_letter(answer: str, choices: tuple[str, ...]) -> str:
+    """The letter of a gold answer given as a letter ("B", "(b)") or as a choice's text.
+    A single letter is read as a letter: that is how such files almost always mean it."""
+    answer = answer.strip()
+    m = LETTER_GOLD.match(answer)
+    if m:
+        index = ascii_uppercase.index(m.group(1).upper())
+        if index >= len(choices):
+            raise ValueError(f"answer {answer!r} is past the last of {len(choices)} choices")
+        return letter(index)
+    matches = [i for i, c in enumerate(choices) if c == answer]
+    if not matches:
+        raise ValueError(f"answer {answer!r} is neither a letter nor one of the choices")
+    if len(matches) > 1:
+        raise ValueError(f"answer {answer!r} matches several choices")
+    return letter(matches[0])
+
+
+def mc_item(row: Any, row_no: int, id_prefix: str, split_choices: bool) -> TaskItem:
+    """One item from a parsed row; ValueError (with the reason) when the row is malformed."""
+    if not isinstance(row, dict):
+        raise ValueError("row is not an object")
+    missing = [k for k in ("question", "choices", "answer") if row.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"missing field(s): {', '.join(missing)}")
+    question = str(row["question"]).strip()
+    raw = row["choices"]
+    if split_choices and isinstance(raw, str):
+        raw = raw.split(CSV_CHOICE_SEP)
+    if not isinstance(raw, list):
+        raise ValueError("'choices' must be a list")
+    choices = tuple(str(c).strip() for c in raw)
+    if len(choices) < 2:
+        raise ValueError(f"needs at least 2 choices, has {len(choices)}")
+    if len(choices) > len(ascii_uppercase):
+        raise ValueError(f"has {len(choices)} choices; at most {len(ascii_uppercase)} can be lettered")
+    if any(not c for c in choices):
+        raise ValueError("a choice is empty")
+    answer = gold_letter(str(row["answer"]), choices)
+    item_id = str(row["id"]).strip() if row.get("id") not in (None, "") else f"{id_prefix}-{row_no:04d}"
+    return TaskItem(id=item_id, question=question, answer=answer, choices=choices)
+
+
+class MCTask(Task):
+    answer_prefix = " So the answer is"
+    max_cot_tokens = 256
+    max_answer_tokens = 6
+    cot_stop = ("\n\nQuestion:", "\nQuestion:")
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = f"mc:{self.path}"
+        if self.path.suffix.lower() not in (".jsonl", ".csv"):
+            raise BadInput(f"--task mc:{self.path}: the file must end in .jsonl or .csv")
+        if not self.path.is_file():
+            raise BadInput(f"{self.path}: no such file")
+
+    def _rows(self) -> list[tuple[int, Any]]:
+        """(1-based line/row number, parsed row or the reason it cannot be parsed).
+        Plain json/csv rather than HF datasets: a bad row must cost that row, not the file."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"{self.path}: cannot read ({e})") from None
+        rows: list[tuple[int, Any]] = []
+        if self.path.suffix.lower() == ".jsonl":
+            for row_no, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        rows.append((row_no, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        rows.append((row_no, ValueError(f"bad JSON: {e.msg} at column {e.colno}")))
+            return rows
+        reader = csv.reader(text.splitlines(keepends=True))
+        header = [h.strip() for h in next(reader, [])]
+        start = reader.line_num + 1
+        for record in reader:
+            row_no, start = start, reader.line_num + 1  # a quoted field may span lines
+            if not any(field.strip() for field in record):
+                continue
+            if len(record) != len(header):
+                rows.append((row_no, ValueError(f"has {len(record)} fields, the header has {len(header)}")))
+            else:
+                rows.append((row_no, dict(zip(header, record))))
+        return rows
+
+    @cached_property
+    def all_items(self) -> LoadResult:
+        items, skipped, seen = [], [], set()
+        split_choices = self.path.suffix.lower() == ".csv"
+        for row_no, row in self._rows():
+            try:
+                if isinstance(row, ValueError):
+                    raise row
+                item = mc_item(row, row_no, "mc", split_choices)
+                if item.id in seen:
+                    raise ValueError(f"duplicate id {item.id!r}")
+            except ValueError as e:
+                skipped.append(SkippedRow(str(self.path), row_no, str(e)))
+                continue
+            seen.add(item.id)
+            items.append(item)
+        if not items:
+            reasons = "; ".join(str(s) for s in skipped[:3])
+            raise BadInput(f"{self.path}: no usable rows" + (f" ({reasons})" if reasons else ""))
+        return LoadResult(tuple(items), tuple(skipped))
+
+    @property
+    def chance(self) -> float:  # type: ignore[override]
+        items = self.all_items.items
+        return sum(1 / len(i.choices) for i in items) / len(items)
+
+    def load(self, n: int | None, seed: int) -> LoadResult:
+        return shuffled(self.all_items, n, seed)
+
+    def prompt(self, item: TaskItem, cue: str | None = None, lang: str = "en") -> str:
+        hint = "" if cue is None else f"\n{hint_sentence(f'({cue})')}"
+        return (f"Question: {item.question}\nOptions:\n{format_options(item.choices)}{hint}\n"
+                "Answer: Let's think step by step.")
+
+    def parse_answer(self, text: str) -> str | None:
+        return parse_letter(text)
+
+    def split_steps(self, cot: str) -> list[str]:
+        return natural_steps(cot)
+
+    def answer_labels(self, item: TaskItem) -> list[str]:
+        return [letter(i) for i in range(len(item.choices))]
+
+
+@tasks.register("mc", "generic multiple choice from a JSONL or CSV file (mc:PATH)")
+def mc(arg: str = "") -> MCTask:
+    """`mc:PATH` to a .jsonl (choices: a list) or .csv (choices: "a|b|c") with question,
+    choices, answer (a letter or a choice's text) and an optional id."""
+    if not arg:
+        raise BadInput("--task mc needs a file: mc:PATH (.jsonl or .csv)")
+    return MCTask(Path(arg))
