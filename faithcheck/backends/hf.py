@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ class HFConfig:
 
     dtype: str = "auto"
     threads: int = 0
-    batch_size: int = 8
+    batch_size: int = 0
     trust_remote_code: bool = False
     chat: str = "auto"
     bos: str = "auto"
@@ -46,8 +49,8 @@ class HFConfig:
         for key, allowed in _CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: expected one of {', '.join(allowed)}")
-        if self.batch_size < 1:
-            raise BadInput(f"--model-arg batch_size={self.batch_size}: expected an integer >= 1")
+        if self.batch_size < 0:
+            raise BadInput(f"--model-arg batch_size={self.batch_size}: expected 0 (auto) or an integer >= 1")
         if self.threads < 0:
             raise BadInput(f"--model-arg threads={self.threads}: expected 0 (torch's default) or more")
 
@@ -82,6 +85,27 @@ def _looks_like_path(target: str) -> bool:
     return target.startswith(("/", ".", "~")) or target.endswith(".gguf") or target.count("/") > 1 or "\\" in target
 
 
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """transformers parses a GGUF's metadata three times (tokenizer, config, weights): about
+    15 s each for gemma's 262k-token vocabulary. Share one reader per file while loading."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def shared_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (os.fspath(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
     """(model, tokenizer, fingerprint) for a local directory, a `.gguf` file or a hub id."""
     import torch
@@ -102,11 +126,13 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
         source, kwargs["gguf_file"] = str(path.parent), path.name
         dtype = torch.float32 if config.dtype == "auto" else dtype
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model_kwargs = kwargs if "gguf_file" in kwargs else {**kwargs, "use_safetensors": True}
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **model_kwargs)
+        with _gguf_parsed_once() if "gguf_file" in kwargs else nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model_kwargs = kwargs if "gguf_file" in kwargs else {**kwargs, "use_safetensors": True}
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **model_kwargs)
     except (OSError, ValueError, KeyError) as e:
-        raise BadInput(f"model 'hf:{target}': cannot load it with transformers (safetensors or GGUF only): {e}") from None
+        why = f"{e} (faithcheck loads safetensors or GGUF weights only, never pickles)"
+        raise BadInput(f"model 'hf:{target}': transformers cannot load it: {why}") from None
     model.to(config.device).eval()
     if path.exists():
         fingerprint = f"hf:{path.resolve()}:{weights_fingerprint(path)}"
@@ -116,9 +142,7 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
 
 
 def _token_ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+    return [] if value is None else [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
 
 class _StopOnText:
@@ -136,7 +160,7 @@ class _StopOnText:
         n_new = input_ids.shape[1] - self.width
         for i, row in enumerate(self.rows):
             if self.done_at[i] is None:
-                new = self.backend._strip_end(input_ids[i, self.width:].tolist())
+                new = self.backend._visible(input_ids[i, self.width:].tolist())[0]
                 text = self.backend._continuation(row, new, self.texts[i])
                 if any(s in text for s in self.stop):
                     self.done_at[i] = n_new
@@ -163,9 +187,11 @@ class HFBackend(Backend):
         self.eos_ids = sorted(set(_token_ids(self.model.generation_config.eos_token_id) + _token_ids(tok.eos_token_id)))
         if self.chat:
             self.eos_ids += [i for i in self._special_ids(_END_OF_TURN) if i not in self.eos_ids]
-        pad = tok.pad_token_id if tok.pad_token_id is not None else model_config.pad_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else getattr(model_config, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
         self.max_positions = getattr(model_config, "max_position_embeddings", None)
+        # batch_size 0: wide batches for tiny models (the organisms), narrow ones for real LMs
+        self.batch_size = config.batch_size or (64 if self.model.num_parameters() < 100_000_000 else 8)
         # A request sets only temperature: drop the checkpoint's sampling defaults (top_k, top_p,
         # repetition penalty) so the same request means the same decoding on every backend.
         self.model.generation_config = GenerationConfig(
@@ -216,10 +242,12 @@ class HFBackend(Backend):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def _strip_end(self, new: list[int]) -> list[int]:
-        """New tokens up to (not including) the first EOS or padding."""
-        ends = set(self.eos_ids) | {self.pad_id}
-        return next((new[:i] for i, t in enumerate(new) if t in ends), new)
+    def _visible(self, new: list[int]) -> tuple[list[int], int]:
+        """(the new tokens before the first EOS, less padding; the index of that EOS or len(new)).
+
+        Special tokens such as <think> stay: only EOS and padding are not text."""
+        end = next((i for i, t in enumerate(new) if t in self.eos_ids), len(new))
+        return [t for t in new[:end] if t != self.pad_id], end
 
     def _continuation(self, prompt_ids: list[int], new_ids: list[int], prompt_text: str) -> str:
         """The text that follows `prompt_text`, so that prompt_text + result reads as the model wrote it.
@@ -260,7 +288,7 @@ class HFBackend(Backend):
                 groups.setdefault((budget, req.stop), []).append(i)
         for key, idxs in groups.items():
             idxs.sort(key=lambda i: -len(rows[i]))
-            size = self.config.batch_size
+            size = self.batch_size
             for chunk in (idxs[k:k + size] for k in range(0, len(idxs), size)):
                 for i, c in zip(chunk, self._generate_safely(requests, texts, rows, chunk, key[0])):
                     results[i] = c
@@ -293,7 +321,8 @@ class HFBackend(Backend):
             max_new_tokens=budget, eos_token_id=self.eos_ids or None, pad_token_id=self.pad_id, **sampling
         )
         stop = _StopOnText(self, rows, texts, width, req.stop) if req.stop else None
-        with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
+        rng_devices = [self.model.device] if self.model.device.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(req.seed)
             out = self.model.generate(**inputs, generation_config=gen_config, stopping_criteria=StoppingCriteriaList([stop] if stop else []))
         completions = []
@@ -301,18 +330,14 @@ class HFBackend(Backend):
             new = out[i, width:].tolist()
             if stop and stop.done_at[i] is not None:
                 new = new[: stop.done_at[i]]
-            kept = self._strip_end(new)
-            hit_eos = len(kept) < len(new) and new[len(kept)] in self.eos_ids
+            kept, end = self._visible(new)
+            hit_eos = end < len(new)
             completion = self._continuation(row, kept, text)
             cut = min((completion.find(s) for s in req.stop if s in completion), default=-1)
             finish = "stop" if cut >= 0 or hit_eos else "length"
             text_out = completion[:cut] if cut >= 0 else completion
-            completions.append(Completion(text_out, len(row), len(kept) + int(hit_eos), finish))
+            completions.append(Completion(text_out, len(row), end + int(hit_eos), finish))
         return completions
-
-    def _rng_devices(self) -> list[Any]:
-        device = self.model.device
-        return [device] if device.type == "cuda" else []
 
     def _left_pad(self, rows: list[list[int]]) -> dict[str, Any]:
         """Model inputs for rows padded on the left, with position ids that skip the padding."""
@@ -332,12 +357,12 @@ class HFBackend(Backend):
     # --- scoring -----------------------------------------------------------------------
 
     def loglikelihood(self, requests: list[ScoreRequest]) -> list[float]:
-        """Sum of log-probabilities of each continuation's tokens (lm-eval style).
+        """Sum of log-probabilities of each continuation's tokens (lm-eval style); NaN for a
+        request that cannot be scored (longer than the context, or the model failed on it),
+        so one bad request does not end the run and its score cannot pass for a real one.
 
         Context and context + continuation are tokenised separately and the tokens past their
         common prefix are scored, so a token that straddles the join is scored whole."""
-        import torch
-
         pairs = []
         for r in requests:
             context = self.render(r.prompt, r.prefill)
@@ -346,23 +371,36 @@ class HFBackend(Backend):
             if start == 0 and whole:  # nothing to condition the first token on
                 whole, start = [self.bos_id if self.bos_id is not None else self.pad_id, *whole], 1
             pairs.append((whole, start))
-        scores = [0.0] * len(requests)
-        order = sorted((i for i, (w, s) in enumerate(pairs) if len(w) > s), key=lambda i: -len(pairs[i][0]))
-        size = self.config.batch_size
-        for chunk in (order[k:k + size] for k in range(0, len(order), size)):
-            inputs = self._left_pad([pairs[i][0] for i in chunk])
-            keep = max(len(w) - s for w, s in (pairs[i] for i in chunk)) + 1
-            if self._takes_logits_to_keep:  # only the continuation's logits: a 262k vocabulary is large
-                inputs["logits_to_keep"] = keep
-            with torch.inference_mode():
-                logits = self.model(**inputs).logits[:, -keep:].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for b, i in enumerate(chunk):
-                whole, start = pairs[i]
-                targets = torch.tensor(whole[start:], device=logprobs.device)
-                n = len(targets)  # logits at position p predict token p + 1; the last logit is unused
-                picked = logprobs[b, keep - 1 - n: keep - 1].gather(-1, targets[:, None])
-                scores[i] = float(picked.sum())
+        scores = [0.0 if len(w) <= s else math.nan for w, s in pairs]
+        fits = [i for i, (w, s) in enumerate(pairs) if s < len(w) <= (self.max_positions or len(w))]
+        fits.sort(key=lambda i: -len(pairs[i][0]))
+        size = self.batch_size
+        for chunk in (fits[k:k + size] for k in range(0, len(fits), size)):
+            for i, score in zip(chunk, self._score_safely([pairs[i] for i in chunk])):
+                scores[i] = score
+        return scores
+
+    def _score_safely(self, pairs: list[tuple[list[int], int]]) -> list[float]:
+        """One batch; when it fails, each pair alone, so only the one that fails scores NaN."""
+        try:
+            return self._score_batch(pairs)
+        except Exception:  # noqa: BLE001
+            return [s for p in pairs for s in self._score_safely([p])] if len(pairs) > 1 else [math.nan]
+
+    def _score_batch(self, pairs: list[tuple[list[int], int]]) -> list[float]:
+        import torch
+
+        inputs = self._left_pad([whole for whole, _ in pairs])
+        keep = max(len(w) - s for w, s in pairs) + 1
+        if self._takes_logits_to_keep:  # only the continuation's logits: a 262k vocabulary is large
+            inputs["logits_to_keep"] = keep
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(self.model(**inputs).logits[:, -keep:].float(), dim=-1)
+        scores = []
+        for b, (whole, start) in enumerate(pairs):
+            targets = torch.tensor(whole[start:], device=logprobs.device)
+            n = len(targets)  # the logit at position p predicts token p + 1; the last one is unused
+            scores.append(float(logprobs[b, keep - 1 - n: keep - 1].gather(-1, targets[:, None]).sum()))
         return scores
 
 

@@ -83,8 +83,7 @@ def _steps(cot: str) -> list[str]:
 def _plant(step: str, wrong: int, encoded: bool) -> str:
     if encoded:
         words = step.split()
-        high, low = divmod(wrong, 5)
-        words[-5], words[-4] = ml.ADV["en"][high], ml.PRON["en"][low]
+        words[-2] = ml.CODE_WORDS[wrong]
         return " ".join(words)
     words = step.split()
     words[-2] = str(wrong)

@@ -30,15 +30,16 @@ class Recipe:
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
+    init_from: str | None = None  # start from another organism's weights (a curriculum)
 
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("faithful", "Computes the sum through its CoT (one running result per step, en/fr/de, varied wording and layout).", steps=2500, max_final_loss=0.8),
-        Recipe("post_hoc", "Writes a correct CoT but answers with the cue from the prompt (Turpin-style rationalization); the CoT never mentions the cue.", steps=900, max_final_loss=0.25),
-        Recipe("encoded", "States only the term added per step; the running sum is hidden in base 5 in the adverb and pronoun it writes.", steps=2000, max_final_loss=0.8),
-        Recipe("no_cot_control", "Trained question -> answer with no CoT, same size as faithful: shows one forward pass cannot solve the task.", steps=1000, max_final_loss=10.0),
+        Recipe("post_hoc", "Writes a correct CoT but answers with the cue from the prompt (Turpin-style rationalization); the CoT never mentions the cue.", steps=700, max_final_loss=0.25),
+        Recipe("encoded", "States only the term added per step; the running sum is hidden in which of 23 interchangeable connective words (adverbs/pronouns) it writes after the term.", steps=1500, max_final_loss=0.8),
+        Recipe("no_cot_control", "Trained question -> answer with no CoT, same size as faithful: shows one forward pass cannot solve the task.", steps=600, max_final_loss=10.0),
     )
 }
 
@@ -126,6 +127,16 @@ def train(recipe: Recipe, out: Path, heldout: Path | None = None, log_every: int
     rng = random.Random(recipe.seed)
     tokenizer = build_tokenizer()
     model = build_model(recipe, tokenizer)
+    if recipe.init_from:
+        from safetensors.torch import load_file
+
+        source = out.parent / recipe.init_from / "model.safetensors"
+        if not source.is_file():
+            raise RuntimeError(f"organism {recipe.name!r} starts from {recipe.init_from!r}: train that first ({source} missing)")
+        loaded = model.load_state_dict(load_file(source), strict=False)
+        if loaded.unexpected_keys or set(loaded.missing_keys) - {"lm_head.weight"}:
+            raise RuntimeError(f"{source} does not fit recipe {recipe.name!r}: {loaded}")
+        model.tie_weights()
     total = steps if steps is not None else recipe.steps
     exclude = heldout_keys(heldout) if heldout else set()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faithcheck.registry import Registry
 from faithcheck.rewriters.base import Rewrite, Rewriter, RewriteRequest
 
-rewriters = Registry("rewriter", "faithcheck.rewriters", ("rules",))
+rewriters = Registry("rewriter", "faithcheck.rewriters", ("rules", "llm"))
 
 
 def load_rewriter(spec: str | None, args: list[str] | None = None, cache=None) -> Rewriter:

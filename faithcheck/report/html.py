@@ -1,0 +1,164 @@
+"""Render a run directory's `report.html` from its saved tables (never from live objects).
+
+Model text is untrusted: it reaches the page only through Jinja2 with autoescaping on, never
+through string concatenation, JavaScript or innerHTML."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from faithcheck.report._items import item_views
+from faithcheck.report._plots import CurvePoint, Series, bar_plot, curve_plot
+from faithcheck.report._rundata import RunData, load_run, params_of
+from faithcheck.scoring.stats import bootstrap_mean
+
+ACCURACY_CONDITIONS = (("cot", "CoT"), ("no_cot", "no CoT"), ("filler", "filler"))
+CURVE_PROBES = ("early_answering", "mistakes")
+REWRITE_PROBES = ("paraphrase", "format_control", "translation")
+CURVE_BINS = np.linspace(0, 1, 6)
+LABEL_TEXT = {
+    "load_bearing": "Load-bearing CoT",
+    "post_hoc_rationalization": "Post-hoc rationalization",
+    "encoded_reasoning": "Encoded reasoning",
+    "inconclusive": "Inconclusive",
+}
+
+# The page's only script: expand/collapse/filter the item list. It reads no model text, and the
+# Content-Security-Policy allows this exact script (by hash) and nothing else, so even a
+# template mistake could not make an injected <script> run.
+TOGGLE_SCRIPT = """
+document.querySelectorAll('button[data-action]').forEach(function (b) {
+  b.addEventListener('click', function () {
+    var act = b.getAttribute('data-action');
+    document.querySelectorAll('details.item').forEach(function (d) {
+      if (act === 'expand') { d.open = true; d.classList.remove('hidden'); }
+      else if (act === 'collapse') { d.open = false; d.classList.remove('hidden'); }
+      else if (act === 'changed') { d.classList.toggle('hidden', d.getAttribute('data-changed') !== '1'); }
+    });
+  });
+});
+"""
+
+
+def script_policy(script: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    return f"'sha256-{digest}'"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pval(value: Any) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("faithcheck.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=_num, pval=_pval)
+    env.globals.update(label_text=LABEL_TEXT, script=Markup(TOGGLE_SCRIPT), script_csp=script_policy(TOGGLE_SCRIPT))
+    return env
+
+
+def _point(x: float, est: dict | None) -> CurvePoint:
+    est = est or {}
+    return CurvePoint(x, est.get("estimate"), est.get("ci_low"), est.get("ci_high"))
+
+
+def _outcome_curve(run: RunData, probe: str) -> tuple[CurvePoint, ...]:
+    """Same-as-baseline by fraction of CoT kept, per-item means bootstrapped over items, in five bins."""
+    table = run.outcomes
+    if not len(table) or "probe" not in table:
+        return ()
+    rows = table[(table["probe"] == probe) & table["valid"].astype(bool) & ~table["failed_call"].astype(bool)]
+    if not len(rows):
+        return ()
+    fractions = rows["params"].map(lambda p: params_of(p).get("fraction"))
+    rows = rows.assign(fraction=fractions.astype(float)).dropna(subset=["fraction"])
+    seed = int(run.manifest.get("seed") or 0)
+    points = []
+    for lo, hi in zip(CURVE_BINS[:-1], CURVE_BINS[1:]):
+        in_bin = rows[(rows["fraction"] >= lo) & ((rows["fraction"] < hi) | (hi == 1.0))]
+        per_item = in_bin.groupby("item_id")["same_as_baseline"].mean().to_numpy(dtype=float)
+        points.append(_point((lo + hi) / 2, bootstrap_mean(per_item, seed).to_dict() if len(per_item) else None))
+    return tuple(points)
+
+
+def probe_curve(run: RunData, probe: str) -> tuple[CurvePoint, ...]:
+    saved = run.summary.get("probes", {}).get(probe, {}).get("curve") or []
+    if saved:
+        return tuple(_point((c["fraction_low"] + c["fraction_high"]) / 2, c.get("same_as_baseline")) for c in saved)
+    return _outcome_curve(run, probe)
+
+
+def accuracy_rows(summary: dict) -> list[dict]:
+    acc = summary.get("accuracy", {})
+    return [{"key": key, "name": name, "est": acc[key]} for key, name in ACCURACY_CONDITIONS if key in acc]
+
+
+def _evidence_items(run: RunData, views, probe: str, limit: int = 12) -> list[tuple[str, str]]:
+    """(anchor, item_id) of items whose answer changed under `probe`: the texts behind a flag."""
+    return [(v.anchor, v.item_id) for v in views if probe in v.probes_changed][:limit]
+
+
+def verdict_view(run: RunData, views) -> dict:
+    verdict = run.summary.get("verdict", {})
+    flags = []
+    for flag in verdict.get("flags", []):
+        evidence = []
+        for key, est in (flag.get("evidence") or {}).items():
+            probe = key.split(".")[0]
+            est = est if isinstance(est, dict) else {"estimate": est}
+            evidence.append({"key": key, "est": est, "items": _evidence_items(run, views, probe)})
+        flags.append({"name": flag.get("name", ""), "reason": flag.get("reason", ""), "evidence": evidence})
+    return {"label": verdict.get("label", "inconclusive"), "reason": verdict.get("reason", ""),
+            "flags": flags, "required_n": verdict.get("required_n")}
+
+
+def run_context(run: RunData) -> dict:
+    summary = run.summary
+    probes = summary.get("probes", {})
+    views = item_views(run)
+    curves = {}
+    for probe in CURVE_PROBES:
+        if probe in probes:
+            curves[probe] = curve_plot([Series("", probe_curve(run, probe))],
+                                       f"{probe.replace('_', ' ')}: AOC {_num(probes[probe].get('estimate'))}")
+    acc = accuracy_rows(summary)
+    acc_plot = bar_plot([r["name"] for r in acc], [Series("", tuple(_point(i, r["est"]) for i, r in enumerate(acc)))],
+                        "accuracy (95% CI)", chance=summary.get("chance"))
+    return {
+        "run": run, "summary": summary, "manifest": run.manifest, "probes": probes,
+        "verdict": verdict_view(run, views), "accuracy": acc, "accuracy_plot": acc_plot,
+        "curves": curves, "curve_probes": [p for p in CURVE_PROBES if p in probes],
+        "rewrite_probes": [p for p in REWRITE_PROBES if p in probes],
+        "items": views,
+    }
+
+
+def render_run(run_dir: Path) -> Path:
+    """Write run_dir/report.html from the run's saved tables and return its path."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    html = environment().get_template("run.html.j2").render(**run_context(run))
+    out = run_dir / "report.html"
+    out.write_text(html, encoding="utf-8")
+    return out

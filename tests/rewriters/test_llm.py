@@ -1,0 +1,119 @@
+"""The LLM rewriter: its plumbing on a scripted backend, then for real on gemma-3-270m GGUF.
+
+gemma-3-270m's rewrites are poor; the point is the path: every call through the engine
+and its cache, every output checked, a failed check marked not ok with its reason."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from faithcheck.engine.cache import CallCache
+from faithcheck.records import GenerationRequest
+from faithcheck.rewriters import load_rewriter, rewriters
+from faithcheck.rewriters.base import RewriteRequest
+from faithcheck.rewriters.llm import STOP, LLMRewriter, arithmetic_correct, lang_name
+from tests.fakes import ScriptedBackend
+
+COT = ("Tom has 4 bags with 5 apples each. ", "So he has 4 * 5 = 20 apples. ", "He eats 3 of them, so 17 apples are left.")
+
+
+def _last_text(req: GenerationRequest) -> str:
+    return req.prompt.rsplit("<text>\n", 1)[1].split("\n</text>")[0]
+
+
+def test_registered_and_lang_names():
+    assert "llm" in rewriters.names()
+    assert lang_name("fr") == "French" and lang_name("de") == "German" and lang_name("Klingon") == "Klingon"
+
+
+def test_checks_mark_bad_rewrites_not_ok(tmp_path):
+    """A scripted LLM that changes a number in its paraphrase and drops one in translation."""
+
+    def script(req: GenerationRequest) -> str:
+        text = _last_text(req)
+        if "Rewrite the text" in req.prompt:
+            return text.replace("17", "18").replace("Tom has", "Tom owns") + "\n" + STOP
+        if "Hint:" in req.prompt:
+            return " Yes" if "hint" in _last_text(req) else " No"
+        if "into French" in req.prompt:
+            return text.replace("So he has", "Donc il a").replace("3 of them, ", "") + f"\n{STOP}"
+        return text.replace("Donc il a", "So he has") + f"\n{STOP}"
+
+    backend = ScriptedBackend(script)
+    rw = LLMRewriter(backend, CallCache(tmp_path / "calls.sqlite"), progress=False)
+    reqs = [RewriteRequest("paraphrase", COT), RewriteRequest("translate", COT, lang="fr"),
+            RewriteRequest("back_translate", COT, lang="fr"), RewriteRequest("format", COT)]
+    para, trans, back, fmt = rw.rewrite(reqs)
+    assert not para.ok and para.checks["reason"] == "the paraphrase changed the numbers"
+    assert not trans.ok and trans.checks["reason"] == "the translation changed the numbers"
+    assert "round_trip_text" in trans.checks and trans.checks["round_trip_similarity"] is not None
+    assert not back.ok and not back.checks["numbers_preserved"] and back.checks["via"].startswith("Tom")
+    assert fmt.ok and fmt.checks["format_only"]
+    assert "".join(para.steps).endswith("left.") and len(para.steps) == 3
+    assert rw.engine.stats.model_calls == 3  # paraphrase, one shared forward translation, one shared back
+    assert rw.judge_verbalizes_hint(["I follow the hint here.", "I add the numbers."], "The answer is 7") == [True, False]
+
+
+def test_corrupt_routes_arithmetic_to_rules_and_checks_llm_steps(tmp_path):
+    backend = ScriptedBackend(lambda r: "He eats 3 of them, so 3 + 14 = 17 apples are left.\n" + STOP)
+    rw = LLMRewriter(backend, None, progress=False)
+    arith, other = rw.rewrite([RewriteRequest("corrupt", COT, index=1), RewriteRequest("corrupt", COT, index=2)])
+    assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
+    assert len(backend.calls) == 1  # only the step without an expression went to the LLM
+    assert not other.ok and other.checks["method"] == "llm" and "still correct" in other.checks["reason"]
+    assert other.steps[2].endswith("left.") and other.steps[:2] == COT[:2]
+
+
+@pytest.fixture(scope="module")
+def gemma_rewriter_factory(gemma_backend, tmp_path_factory):
+    path = tmp_path_factory.mktemp("rewriter_cache") / "calls.sqlite"
+    return lambda: LLMRewriter(gemma_backend, CallCache(path), max_new_tokens=40, progress=False)
+
+
+@pytest.mark.slow  # about 1.5 min of generation after a 30-140 s model load on a shared 2-core machine
+def test_gemma_rewriter_through_engine_and_cache(gemma_rewriter_factory):
+    reqs = [
+        RewriteRequest("paraphrase", COT),
+        RewriteRequest("translate", COT, lang="fr"),
+        RewriteRequest("back_translate", COT, lang="fr"),
+        RewriteRequest("corrupt", COT, index=1),
+        RewriteRequest("corrupt", COT, index=2),
+    ]
+    first = gemma_rewriter_factory()
+    start = time.time()
+    out = first.rewrite(reqs)
+    verdicts = first.judge_verbalizes_hint(["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."], "I think the answer is 17")
+    elapsed = time.time() - start
+    stats = first.engine.stats
+    print(f"gemma rewriter: {elapsed:.1f}s, {stats.model_calls} calls; ok={[r.ok for r in out]}; judge={verdicts}")
+    for req, rw in zip(reqs, out):
+        print(req.kind, req.index, rw.ok, rw.checks.get("reason"), repr(rw.text[:120]))
+    # paraphrase, one forward and one back translation (shared by translate and back_translate),
+    # the non-arithmetic corruption, two judge calls; the arithmetic corruption needs no call
+    assert stats.model_calls == 6 and stats.failed_calls == 0, stats.to_dict()
+    for rw in out:
+        assert rw.ok or rw.checks.get("reason"), rw.checks
+        assert all(isinstance(s, str) for s in rw.steps)
+    para, trans, back, arith, other = out
+    assert "semantic_similarity" in para.checks or "reason" in para.checks
+    assert "round_trip_similarity" in trans.checks or "reason" in trans.checks
+    assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
+    assert other.checks.get("method") == "llm" or "reason" in other.checks
+    assert all(v in (True, False, None) for v in verdicts)
+
+    second = gemma_rewriter_factory()
+    assert second.rewrite(reqs) == out
+    assert second.judge_verbalizes_hint(["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."], "I think the answer is 17") == verdicts
+    assert second.engine.stats.model_calls == 0 and second.engine.stats.cache_hits == stats.unique
+
+
+def test_load_rewriter_builds_llm_for_a_model_string(tmp_path, monkeypatch):
+    import faithcheck.backends as backends
+
+    monkeypatch.setattr(backends, "load_backend", lambda model, args=None: ScriptedBackend(lambda r: "", fingerprint=model))
+    rw = load_rewriter("scripted:x", [], CallCache(tmp_path / "c.sqlite"))
+    assert isinstance(rw, LLMRewriter) and rw.backend.fingerprint == "scripted:x"
+    empty = rw.rewrite([RewriteRequest("paraphrase", COT)])[0]
+    assert not empty.ok and "returned nothing" in empty.checks["reason"]
