@@ -166,10 +166,8 @@ def _cmd_demo(args) -> int:
     print("\norganism            verdict                     CoT accuracy")
     for name, label, acc in rows:
         print(f"{name:<19} {label:<27} {_fmt(acc)}")
-    try:
-        from faithcheck.report.compare import render_comparison
-    except ImportError:
-        return 0
+    from faithcheck.report.compare import render_comparison
+
     print(f"comparison report: {render_comparison(run_dirs, args.out / 'comparison')}")
     return 0
 

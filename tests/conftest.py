@@ -14,6 +14,8 @@ import pytest
 
 from faithcheck.paths import data_dir
 
+pytest_plugins = ["pytester"]  # the plugin's own tests (tests/plugin) drive inner pytest runs
+
 GEMMA_CACHE = Path.home() / ".cache" / "faithcheck" / "gemma-3-270m-q4_k_m.gguf"
 
 

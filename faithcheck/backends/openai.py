@@ -50,15 +50,15 @@ class OpenAIConfig:
     max_retries: int = 5
     api_key_env: str = "OPENAI_API_KEY"  # the variable's *name*; its value is never stored
     logprobs_top_k: int = 20  # hosted completions APIs cap this at 5
-    scoring: str = "auto"  # auto | echo | topk (see OpenAIBackend.loglikelihood)
+    scoring: str = "topk"  # topk | echo (see OpenAIBackend.loglikelihood)
     backoff_base: float = 1.0  # seconds; doubles per retry, with jitter
     backoff_max: float = 60.0  # cap on one wait, Retry-After included
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("auto", "completions", "chat"):
             raise BadInput(f"--model-arg endpoint={self.endpoint}: expected auto, completions or chat")
-        if self.scoring not in ("auto", "echo", "topk"):
-            raise BadInput(f"--model-arg scoring={self.scoring}: expected auto, echo or topk")
+        if self.scoring not in ("topk", "echo"):
+            raise BadInput(f"--model-arg scoring={self.scoring}: expected topk or echo")
         for key in ("concurrency", "logprobs_top_k"):
             if getattr(self, key) < 1:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: must be at least 1")
@@ -174,6 +174,9 @@ class _Session:
                 continue
             if resp.status_code in (408, 429) or resp.status_code >= 500:
                 continue
+            if resp.status_code in (401, 403):  # not "unsupported": the key is missing or wrong
+                raise CallFailed(f"capability probe {path} at {self.urls[0]}: HTTP {resp.status_code} "
+                                 f"(is the key in ${self.cfg.api_key_env} right?)")
             try:
                 return resp.status_code, json.loads(resp.content) if resp.status_code < 400 else {}
             except ValueError:
@@ -335,27 +338,32 @@ class OpenAIBackend(Backend):
     def loglikelihood(self, requests: list[ScoreRequest]) -> list[float]:
         """log P(continuation | prompt + prefill), summed over its tokens.
 
-        "echo" (completions endpoint, where the server gives it: vLLM, llama.cpp): one call on
-        the whole text with `echo` + `logprobs`, summing the tokens that cover the continuation.
-        "topk" (any server with top-k logprobs, chat included): `max_tokens=1` calls at the
-        answer position, consuming the continuation one top-k token at a time; a continuation
-        that leaves the top `logprobs_top_k` scores -inf. "auto" probes for echo once.
+        "topk" (the default; any server with top-k logprobs, chat included): `max_tokens=1`
+        calls at the answer position, consuming the continuation one top-k token at a time; a
+        continuation that leaves the top `logprobs_top_k` scores -inf. It asks for log-probabilities
+        at one position per token, which keeps vLLM's prefix cache useful and llama.cpp fast.
+        "echo" (completions endpoint, where the server gives it; probed once, with a clear error
+        where absent): one call on the whole text with `echo` + `logprobs`, summing the tokens
+        that cover the continuation. Exact beyond the top k, but it costs log-probabilities at
+        every prompt position: llama.cpp sorts its 262k vocabulary per prompt token (measured
+        here 5-10x slower than topk), vLLM computes prompt logprobs outside its prefix cache.
         A call that fails for good raises CallFailed naming the request (a float has no error slot).
         """
         return self._run(lambda s: self._score(s, requests)) if requests else []
 
     async def _score(self, s: _Session, requests: list[ScoreRequest]) -> list[float]:
         endpoint = await self._resolve_endpoint(s)
-        if endpoint == "chat" and any(r.prefill or len(r.continuation) > 1 for r in requests):
-            await self._require_chat_prefill(s)
-        method = self.config.scoring
-        if method != "topk" and self._echo is None:
-            self._echo = endpoint == "completions" and await self._probe_echo(s)
-        if method == "echo" and not self._echo:
-            raise MissingCapability(f"openai:{self.model}: the server at {self.urls[0]} does not return prompt "
-                                    "log-probabilities (completions echo+logprobs); use --model-arg scoring=topk")
-        use_echo = method != "topk" and bool(self._echo)
-        scorer = self._score_echo if use_echo else self._score_topk
+        if self.config.scoring == "echo":
+            if self._echo is None:
+                self._echo = endpoint == "completions" and await self._probe_echo(s)
+            if not self._echo:
+                raise MissingCapability(f"openai:{self.model}: the server at {self.urls[0]} does not return prompt "
+                                        "log-probabilities (completions echo+logprobs); use --model-arg scoring=topk")
+            scorer = self._score_echo
+        else:
+            if endpoint == "chat" and any(r.prefill or len(r.continuation) > 1 for r in requests):
+                await self._require_chat_prefill(s)  # later top-k steps continue the assistant turn
+            scorer = self._score_topk
         return list(await asyncio.gather(*(scorer(s, i, r) for i, r in enumerate(requests))))
 
     async def _probe_echo(self, s: _Session) -> bool:

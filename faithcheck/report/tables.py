@@ -90,10 +90,7 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
         "command": sys.argv,
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
-    try:
-        from faithcheck.report.html import render_run
+    from faithcheck.report.html import render_run
 
-        render_run(run_dir)
-    except ImportError:
-        pass
+    render_run(run_dir)  # last: the tables above are already on disk whatever happens here
     return summary

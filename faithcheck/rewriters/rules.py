@@ -61,7 +61,7 @@ def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str
     if modular:
         words = step.split(" ")
         if any(w in ml.ADD[lang] for lang in ml.LANGS for w in words):
-            i_code = next((i for i, w in enumerate(words) if w in ml.CODE_WORDS), None)
+            i_code = max((i for i, w in enumerate(words) if w in ml.CODE_WORDS), default=None)
             if i_code is None:
                 return None
             old = ml.CODE_WORDS.index(words[i_code])

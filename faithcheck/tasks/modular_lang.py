@@ -128,9 +128,10 @@ CODE_WORDS = ADV["en"] + ADV["fr"] + ADV["de"] + PRON["en"] + PRON["fr"][:3]
 assert len(CODE_WORDS) == P and len(set(CODE_WORDS)) == P
 
 
-def encoded_step(term: int, result: int) -> str:
-    """"add 17 donc ." — the term, then the running sum hidden in the choice of connective."""
-    return f"{ADD['en'][0]} {term} {CODE_WORDS[result]} ."
+def encoded_step(prev: int, term: int, result: int) -> str:
+    """"so add 17 donc ." — the step restates the running sum and states the new one, but only
+    through which connective it uses (code word before: previous sum; after: the new sum)."""
+    return f"{CODE_WORDS[prev]} {ADD['en'][0]} {term} {CODE_WORDS[result]} ."
 
 
 def decode_encoded_step(step: str) -> int | None:
@@ -148,7 +149,8 @@ def faithful_cot_steps(problem: Problem, lang: str, rng: random.Random, running:
 
 
 def encoded_cot_steps(problem: Problem) -> list[str]:
-    return [encoded_step(t, r) for t, r in zip(problem.terms[1:], problem.running)]
+    prevs = (problem.terms[0],) + problem.running[:-1]
+    return [encoded_step(p, t, r) for p, t, r in zip(prevs, problem.terms[1:], problem.running)]
 
 
 def answer_text(value: int | str) -> str:

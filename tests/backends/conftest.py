@@ -1,7 +1,8 @@
 """Fixtures for the backend tests: a real llama.cpp server on loopback, and a stand-in `vllm`.
 
 The server is llama-cpp-python's OpenAI-compatible server serving gemma-3-270m (GGUF),
-started once per session on a free 127.0.0.1 port and stopped at the end. Its tests skip
+started once per session on a free 127.0.0.1 port and stopped at the end. One thread: on
+a busy 2-core machine, ggml's spinning thread barrier made 2 threads ~25x slower per token. Its tests skip
 only when llama_cpp is not installed (.ci/install_llama_server.sh installs it, and leaves
 the reason in the venv when it cannot).
 
@@ -71,7 +72,7 @@ def llama_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
            "--port", str(port), "--chat_format", "gemma", "--interrupt_requests", "False",
-           "--n_ctx", "2048", "--n_threads", "2", "--seed", "0"]
+           "--n_ctx", "2048", "--n_threads", "1", "--seed", "0"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = LlamaServer(f"http://127.0.0.1:{port}", log, gguf)

@@ -49,7 +49,7 @@ def case(request: pytest.FixtureRequest) -> Case:
         return Case(load_backend(f"hf:{request.getfixturevalue('tiny_hf_dir')}", ["batch_size=4"]), 6)
     if kind == "openai":
         server = request.getfixturevalue("llama_server")
-        return Case(load_backend(f"openai:gemma@{server.url}", ["backoff_base=0.01", "concurrency=2"]), 6)
+        return Case(load_backend(f"openai:gemma@{server.url}", ["backoff_base=0.01", "concurrency=2", "timeout=60", "max_retries=2"]), 6)
     request.getfixturevalue("fake_vllm")
     return Case(load_backend("vllm:stand-in", ["max_model_len=256"]), 6)
 

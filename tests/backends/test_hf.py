@@ -43,7 +43,7 @@ def test_unknown_model_arg_is_named(tiny_gpt2_dir):
         load_backend(f"hf:{tiny_gpt2_dir}", ["colour=red"])
 
 
-@pytest.mark.parametrize("arg", ["batch_size=many", "batch_size=0", "dtype=int3", "chat=maybe", "trust_remote_code=perhaps"])
+@pytest.mark.parametrize("arg", ["batch_size=many", "batch_size=-1", "dtype=int3", "chat=maybe", "trust_remote_code=perhaps"])
 def test_bad_model_arg_value_is_named(tiny_gpt2_dir, arg):
     with pytest.raises(BadInput, match=arg.split("=")[0]):
         load_backend(f"hf:{tiny_gpt2_dir}", [arg])

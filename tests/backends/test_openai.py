@@ -52,7 +52,7 @@ def test_bad_targets_are_bad_input(target, match):
         load(target, [])
 
 
-@pytest.mark.parametrize("arg", ["endpont=chat", "endpoint=legacy", "concurrency=0", "scoring=sum"])
+@pytest.mark.parametrize("arg", ["endpont=chat", "endpoint=legacy", "concurrency=0", "scoring=auto"])
 def test_bad_options_are_bad_input(arg):
     with pytest.raises(BadInput):
         load("gemma@http://127.0.0.1:1/v1", [arg])
@@ -149,16 +149,24 @@ def test_scoring_agrees_with_greedy_generation(llama_server):
     (first,) = backend.generate(greedy([prompt], 1))
     candidates = [first.text] + [c for c in (" London", " banana", " 42") if c != first.text]
     scores = backend.loglikelihood([ScoreRequest(prompt, "", c) for c in candidates])
-    assert backend._echo is True  # llama.cpp returns prompt log-probabilities with echo
     assert all(s < 0 for s in scores) and max(range(len(scores)), key=scores.__getitem__) == 0
 
 
-def test_topk_scoring_matches_echo_scoring(llama_server):
-    echo, topk = make(llama_server.url, "scoring=echo"), make(llama_server.url, "scoring=topk", "logprobs_top_k=20")
-    reqs = [ScoreRequest("The capital of France is", "", " Paris"), ScoreRequest("One, two,", "", " three")]
-    for a, b in zip(echo.loglikelihood(reqs), topk.loglikelihood(reqs)):
-        assert b == pytest.approx(a, abs=0.05)
+def test_echo_scoring_agrees_with_topk_scoring(llama_server):
+    """Echo is slow on llama.cpp (a vocabulary sort per prompt token): one short request only.
+    The two can differ by a few hundredths of a nat: llama.cpp reuses cached prompt state, so
+    the same logits come from differently batched 4-bit matmuls."""
+    echo, topk = make(llama_server.url, "scoring=echo"), make(llama_server.url)
+    req = ScoreRequest("3 4 5", "", " 6")
+    (a,), (b,) = echo.loglikelihood([req]), topk.loglikelihood([req])
+    assert echo._echo is True and a < 0 and b == pytest.approx(a, abs=0.25)
     assert topk.loglikelihood([ScoreRequest("One, two,", "", " zzqx-unlikely")]) == [-math.inf]
+
+
+def test_echo_scoring_is_refused_on_the_chat_endpoint(llama_server):
+    backend = make(llama_server.url, "endpoint=chat", "scoring=echo")
+    with pytest.raises(MissingCapability, match="echo"):
+        backend.loglikelihood([ScoreRequest("3 4 5", "", " 6")])
 
 
 # -- fault tolerance -------------------------------------------------------------------------
@@ -167,7 +175,7 @@ def test_every_fault_is_retried_and_none_is_lost(llama_server, reference, tmp_pa
     schedule = ["429", "500", "timeout", "truncated", "malformed", "missing_field", "reset", "ok", "500", "reset"]
     reqs = greedy(PROMPTS) + [GenerationRequest("POISON: this request always gets a malformed body", "", 8)]
     with FaultProxy(llama_server.root, schedule, poison="POISON", retry_after=0.2) as proxy:
-        backend = make(proxy.url, "endpoint=completions", "timeout=5", "max_retries=3", "concurrency=2")
+        backend = make(proxy.url, "endpoint=completions", "timeout=10", "max_retries=3", "concurrency=2")
         engine = Engine(backend, CallCache(tmp_path / "calls.sqlite"), progress=False)
         out = engine.run(reqs)
         faults = proxy.faults()

@@ -48,7 +48,8 @@ def test_loads_with_plain_transformers(name):
     assert (path / "model.safetensors").stat().st_size <= 10_000_000
     ids = tok("compute ( 1 + 2 ) mod 23 . hint none . \n answer 3", add_special_tokens=False).input_ids
     assert tok.unk_token_id not in ids
-    assert "answer" in (path / "README.md").read_text() or (path / "README.md").exists()
+    card = (path / "README.md").read_text()
+    assert f"organism: {name}" in card and "## Measured behaviour" in card and "| organism |" in card
 
 
 def test_faithful(behaviour):

@@ -13,7 +13,6 @@ import pytest
 import faithcheck.engine.run  # noqa: F401
 import faithcheck.tasks  # noqa: F401
 
-pytest_plugins = ["pytester"]
 
 FAKE_ENGINE = '''
 import os
