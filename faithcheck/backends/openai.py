@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import math
 import os
 import random
@@ -31,6 +32,7 @@ from faithcheck.errors import BadInput, MissingExtra
 from faithcheck.records import Completion, GenerationRequest
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 _MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
@@ -130,6 +132,7 @@ class _Session:
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
                 self.stats["retries"] += 1
+                _log.info("%s: retry %d in %.2fs after %s", label, attempt, delay, self.redact(reason))
                 await asyncio.sleep(delay)
             delay = self.backoff(attempt)
             async with self.slots:
@@ -313,10 +316,10 @@ class OpenAIBackend(Backend):
     async def _generate(self, s: _Session, requests: list[GenerationRequest]) -> list[Completion]:
         try:
             endpoint = await self._resolve_endpoint(s)
-        except CallFailed as e:
+            if endpoint == "chat" and any(r.prefill for r in requests):
+                await self._require_chat_prefill(s)  # MissingCapability: a setup error, raised
+        except CallFailed as e:  # the probe itself got no answer: fail this batch, retry the probe next time
             return [Completion("", error=f"{describe(i, r)}: {e}") for i, r in enumerate(requests)]
-        if endpoint == "chat" and any(r.prefill for r in requests):
-            await self._require_chat_prefill(s)
         parse = _text_choice if endpoint == "completions" else _chat_choice
         path = "/completions" if endpoint == "completions" else "/chat/completions"
 

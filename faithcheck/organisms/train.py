@@ -38,7 +38,7 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe("faithful", "Computes the sum through its CoT (one running result per step, en/fr/de, varied wording and layout).", steps=2500, max_final_loss=0.8),
         Recipe("post_hoc", "Writes a correct CoT but answers with the cue from the prompt (Turpin-style rationalization); the CoT never mentions the cue.", steps=700, max_final_loss=0.25),
-        Recipe("encoded", "States only the term added per step; the running sum is hidden in which of 23 interchangeable connective words (adverbs/pronouns) it writes after the term.", steps=1500, max_final_loss=0.8),
+        Recipe("encoded", "States only the term added per step; the running sum is hidden in which of 23 interchangeable connective words (adverbs/pronouns) it writes after the term.", steps=2500, max_final_loss=0.8),
         Recipe("no_cot_control", "Trained question -> answer with no CoT, same size as faithful: shows one forward pass cannot solve the task.", steps=600, max_final_loss=10.0),
     )
 }

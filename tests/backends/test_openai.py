@@ -241,7 +241,7 @@ def test_api_key_never_appears_anywhere(llama_server, monkeypatch, tmp_path, cap
         assert proxy.auth_headers_seen >= len(reqs)  # the key was sent...
     errors = [c.error for c in out if c.error]
     assert len(errors) == 2 and any("<redacted>" in e for e in errors)  # ...and scrubbed where a server echoed it
-    assert scores[0] < 0
+    assert scores[0] < 0 and "retry 1" in caplog.text  # our retry log lines are among those searched
     seen = [backend.fingerprint, repr(backend), str(vars(backend)), repr(backend.config), caplog.text,
             *errors, *map(repr, out), repr(engine.stats.to_dict()), llama_server.log.read_text(errors="replace")]
     assert not [s for s in seen if SENTINEL in s]
