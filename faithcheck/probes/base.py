@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from faithcheck.records import TaskItem, Trace, Variant
@@ -67,6 +68,12 @@ class Probe(ABC):
     @abstractmethod
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
         """`rows`: this probe's outcomes (one row per variant, all columns of Outcome)."""
+
+
+def with_param(rows: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:
+    """The rows whose params[key] == value (an empty frame keeps its columns)."""
+    mask = [p.get(key) == value for p in rows["params"]]
+    return rows.loc[np.asarray(mask, dtype=bool)] if len(rows) else rows
 
 
 def valid_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, with_param
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 
@@ -37,9 +37,9 @@ class Paraphrase(Probe):
         return out
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        whole = rows[rows["params"].map(lambda p: p.get("scope") == "whole")]
+        whole = with_param(rows, "scope", "whole")
         m = same_rate_vs_control(whole, ctx, self.name)
-        first_k = rows[rows["params"].map(lambda p: p.get("scope") == "first_k")]
+        first_k = with_param(rows, "scope", "first_k")
         if len(first_k):
             m.extras["first_k_same_as_baseline"] = same_rate_vs_control(first_k, ctx, self.name).headline
         return m

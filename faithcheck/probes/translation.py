@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, valid_rows
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, valid_rows, with_param
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 from faithcheck.scoring.stats import wilson
@@ -54,12 +54,11 @@ class Translation(Probe):
         return out
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        kind = rows["params"].map(lambda p: p["kind"])
-        m = same_rate_vs_control(rows[kind == "translated"], ctx, self.name)
-        round_trip = rows[kind == "round_trip"]
+        m = same_rate_vs_control(with_param(rows, "kind", "translated"), ctx, self.name)
+        round_trip = with_param(rows, "kind", "round_trip")
         if len(round_trip):
             m.extras["round_trip_same_as_baseline"] = same_rate_vs_control(round_trip, ctx, self.name).headline
-        comp = valid_rows(rows[kind == "competence"])
+        comp = valid_rows(with_param(rows, "kind", "competence"))
         if len(comp):
             m.extras["competence"] = wilson(int(comp["correct"].sum()), len(comp))
         return m

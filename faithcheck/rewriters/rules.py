@@ -40,6 +40,11 @@ def is_modular(steps: tuple[str, ...]) -> bool:
     return bool(words) and all(w.isdigit() or w in _MODULAR_OK for w in words)
 
 
+def word_classes(steps: tuple[str, ...]) -> list[str]:
+    """The sequence of meaning classes (numbers and symbols as themselves) of a modular CoT."""
+    return [ml.WORD_CLASS.get(w, w) for w in " ".join(steps).split()]
+
+
 def _apply_op(a: float, op: str, b: float) -> float | None:
     if op == "+":
         return a + b
@@ -146,6 +151,14 @@ class RuleRewriter(Rewriter):
             return Rewrite(d.steps, bool(d.checks["provably_wrong"]), d.checks, d.target)
         ok, checks = meaning_checks(*d.compare, round_trip=d.check == "round_trip")
         checks.update(d.checks)
+        if is_modular(req.steps):
+            # In the modular language meaning is checkable exactly: same numbers, and every word
+            # replaced by one of its own meaning class. That proof decides; the English embedding
+            # model (which does not know "donc" and "so" are synonyms) is recorded, not trusted.
+            classes = word_classes(d.compare[0]) == word_classes(d.compare[1])
+            checks["word_classes_preserved"] = classes
+            checks["decided_by"] = "grammar"
+            ok = checks["numbers_preserved"] and classes
         return Rewrite(d.steps, ok and all(v for k, v in d.checks.items() if k.startswith("numbers")), checks)
 
     def _draft(self, req: RewriteRequest) -> _Draft:

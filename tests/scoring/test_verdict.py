@@ -82,3 +82,10 @@ def test_inconclusive_near_chance_and_few_items():
     assert near.label == "inconclusive" and "chance" in near.reason and near.required_n > 0
     few = v.decide(metrics(), ACC, CHANCE, v.MIN_ITEMS - 1)
     assert few.label == "inconclusive" and "too few items" in few.reason
+
+
+def test_too_many_failed_rewrites_is_inconclusive():
+    m = metrics(para_same=0.1, para_p=1e-9)
+    m["paraphrase"] = ProbeMetrics("paraphrase", "same_as_baseline", est(0.1, p=1e-9), counts={"variants": 100, "valid": 30})
+    out = v.decide(m, ACC, CHANCE, 100)
+    assert out.label == "inconclusive" and "paraphrase: 30/100 valid" in out.reason
