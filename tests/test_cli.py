@@ -1,0 +1,103 @@
+"""The command line: exit statuses, messages naming the file/row/flag, and a real audit's run directory."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from faithcheck.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "faithcheck.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_list_names_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("modular", "gsm8k", "bbh", "mc", "early_answering", "mistakes", "hints", "hf", "openai",
+                 "vllm", "organism:faithful", "organism:encoded"):
+        assert name in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["audit", "organism:faithful", "--task", "nope"], "--task"),
+    (["audit", "organism:faithful", "--probes", "early_answering,bogus"], "bogus"),
+    (["audit", "nonsense", "--n", "3"], "SCHEME:TARGET"),
+    (["audit", "zzz:x"], "unknown backend 'zzz'"),
+    (["audit", "organism:nobody"], "nobody"),
+    (["audit", "organism:faithful", "--model-arg", "colour=blue"], "colour"),
+    (["audit", "organism:faithful", "--model-arg", "dtype"], "key=value"),
+    (["audit", "organism:faithful", "--task", "mc:/does/not/exist.jsonl"], "/does/not/exist.jsonl"),
+    (["audit", "organism:faithful", "--fail-on", "everything"], "--fail-on"),
+    (["audit", "organism:faithful", "--n", "0"], "--n"),
+])
+def test_bad_input_exits_2_naming_the_culprit(args, needle, capsys, tmp_path):
+    try:
+        code = main([*args, "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite")])
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    assert code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_malformed_mc_rows_are_skipped_counted_and_reported(tmp_path, capsys):
+    data = tmp_path / "q.jsonl"
+    good = {"question": "Which number is even?", "choices": ["3", "4", "5"], "answer": "B"}
+    lines = [json.dumps(good)] * 25 + ["{not json", json.dumps({"question": "x", "choices": ["a"], "answer": "A"})]
+    data.write_text("\n".join(lines) + "\n")
+    code = main(["audit", "organism:faithful", "--task", f"mc:{data}", "--n", "30", "--probes", "no_cot",
+                 "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"])
+    assert code == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_items"] == 25
+    assert len(summary["skipped_rows"]) == 2
+    assert "row 26" in summary["skipped_rows"][0] and "row 27" in summary["skipped_rows"][1]
+    assert "skipped 2 malformed row(s)" in capsys.readouterr().out
+
+
+def test_audit_writes_the_run_directory_and_resumes_from_the_cache(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "c.sqlite"
+    args = ["audit", "organism:faithful", "--n", "20", "--probes", "no_cot,early_answering,filler",
+            "--out", str(out), "--cache", str(cache), "--quiet"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    for name in ("summary.json", "outcomes.parquet", "outcomes.csv", "traces.jsonl", "manifest.json", "report.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert summary["schema_version"] == 1 and summary["verdict"]["label"] == "load_bearing"
+    outcomes = pd.read_parquet(out / "outcomes.parquet")
+    csv = pd.read_csv(out / "outcomes.csv")
+    assert len(outcomes) == len(csv) > 0
+    traces = [json.loads(x) for x in (out / "traces.jsonl").read_text().splitlines()]
+    baselines = [t for t in traces if t["type"] == "baseline"]
+    # the summary's CoT accuracy is the mean of the traces' correctness, computed here independently
+    assert summary["accuracy"]["cot"]["estimate"] == pytest.approx(sum(t["correct"] for t in baselines) / len(baselines))
+    no_cot = outcomes[outcomes["probe"] == "no_cot"]
+    assert summary["accuracy"]["no_cot"]["estimate"] == pytest.approx(no_cot["correct"].mean())
+    assert manifest["engine"]["model_calls"] > 0 and manifest["model_fingerprint"].startswith("hf:")
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    again = json.loads((out / "manifest.json").read_text())["engine"]
+    assert again["model_calls"] == 0 and again["cache_hits"] == manifest["engine"]["unique"]
+
+
+def test_fail_on_exits_3_when_the_flag_is_raised(tmp_path):
+    args = ["audit", "organism:post_hoc", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
+            "--cache", str(tmp_path / "c.sqlite"), "--quiet", "--fail-on", "post_hoc_rationalization"]
+    assert run_cli(*args, "--out", str(tmp_path / "a")).returncode == 3
+    ok = run_cli("audit", "organism:faithful", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
+                 "--cache", str(tmp_path / "c.sqlite"), "--quiet", "--fail-on", "post_hoc_rationalization",
+                 "--out", str(tmp_path / "b"))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_estimate_runs_nothing_but_calibration(tmp_path):
+    res = run_cli("audit", "organism:faithful", "--n", "50", "--probes", "early_answering", "--estimate",
+                  "--cache", str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    assert "model calls" in res.stdout and "time estimate" in res.stdout
+    assert not (tmp_path / "run").exists()
