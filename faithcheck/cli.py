@@ -114,6 +114,11 @@ def format_summary(summary: dict, run_dir: Path) -> str:
     for name, m in summary["probes"].items():
         p = "" if m.get("p_adjusted") is None else f"  p_adj={m['p_adjusted']:.3g}"
         lines.append(f"  {name + '.' + m['metric']:<28} {_fmt(m)}{p}")
+    retained = summary.get("cot_benefit_retained") or {}
+    if retained:
+        lines.append("  CoT benefit retained (1 = all of the CoT's gain over no-CoT survives):")
+        for name, e in retained.items():
+            lines.append(f"    {name:<26} {_fmt(e)}")
     v = summary["verdict"]
     lines.append(f"  verdict: {v['label']} — {v['reason']}")
     for f in v["flags"]:

@@ -64,6 +64,9 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
     for name in ("no_cot", "filler"):
         if name in metrics and metrics[name].headline_name == "accuracy":
             accuracy[name] = metrics[name].headline.to_dict()
+    from faithcheck.scoring.retained import cot_benefit_retained
+
+    retained = {k: e.to_dict() for k, e in cot_benefit_retained(table, config.seed).items()} if len(table) else {}
     summary = {
         "schema_version": SCHEMA_VERSION,
         "model": config.model,
@@ -72,6 +75,7 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
         "chance": task.chance,
         "accuracy": accuracy,
         "probes": {name: m.to_dict() for name, m in metrics.items()},
+        "cot_benefit_retained": retained,
         "verdict": verdict.to_dict(),
         "skipped_rows": [str(s) for s in skipped],
         "failed_calls": engine_stats.failed_calls,
