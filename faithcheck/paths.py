@@ -11,9 +11,7 @@ def data_dir() -> Path:
     checkout = REPO_ROOT / "data"
     if (checkout / "modular").is_dir():
         return checkout
-    import importlib.resources
-
-    return Path(str(importlib.resources.files("faithcheck._data")))
+    return Path(__file__).resolve().parent / "_data"  # the wheel maps data/ to faithcheck/_data
 
 
 def shared_datasets() -> Path:
