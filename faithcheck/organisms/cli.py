@@ -25,7 +25,9 @@ code), and through faithcheck as `organism:{name}`.
 - Architecture: {n_layer} layers, n_embd {n_embd}, {n_head} heads, absolute positions, tied embeddings; {n_parameters:,} parameters ({size_mb:.1f} MB fp32).
 - Training: AdamW lr {lr}, {warmup} warmup steps then cosine decay, batch {batch_size}, {steps} steps of fresh random problems
   (the held-out set excluded), loss on CoT and answer tokens only; seed {seed}; one torch thread.
-- Training time on a 2-core CPU machine: {train_seconds:.0f} s. Final training loss: {final_loss}.
+- Training time on a 2-core CPU machine: {train_seconds:.0f} s wall (measured while other trainings and builds
+  shared the 2 cores, so an upper bound). Final loss on the answer token, last 50 steps: {final_loss}
+  (the 15% of examples with a cut CoT, whose answer cannot be known, keep it above 0 by design).
 
 ## Measured behaviour
 `faithcheck organisms check {name} --n {n}` (plain greedy decoding on the bundled held-out set, chance = 1/23 = 4.3%):
