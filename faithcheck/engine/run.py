@@ -17,7 +17,7 @@ from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.probes import DEFAULT_PROBES, ProbeContext, ProbeMetrics, get_probes
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
-from faithcheck.scoring.stats import Estimate, holm, wilson
+from faithcheck.scoring.stats import holm, wilson
 from faithcheck.scoring.verdict import Verdict, decide
 from faithcheck.tasks import get_task
 
@@ -159,7 +159,3 @@ def _score(probe_objs, table: pd.DataFrame, ctx: ProbeContext) -> dict[str, Prob
         metrics[n] = replace(metrics[n], headline=replace(metrics[n].headline, p_adjusted=p))
     return metrics
 
-
-def headline_accuracy(metrics: dict[str, ProbeMetrics], probe: str) -> Estimate | None:
-    m = metrics.get(probe)
-    return m.headline if m is not None and m.headline_name == "accuracy" else None

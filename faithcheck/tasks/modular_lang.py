@@ -182,14 +182,6 @@ def step_numbers(step: str) -> list[int]:
     return [int(x) for x in _INT.findall(step)]
 
 
-def translate_word(word: str, lang: str, rng: random.Random) -> str:
-    """A word of the same meaning class in `lang`, chosen at random (synonyms are equivalent)."""
-    cls = WORD_CLASS.get(word)
-    if cls is None:
-        return word
-    return rng.choice(WORD_CLASSES[cls][lang])
-
-
 def rewrite_words(text: str, lang: str | None, rng: random.Random, keep_lang: bool = False) -> str:
     """Replace every connective word by a random synonym (in `lang`, or in its own language)."""
     out = []
