@@ -8,7 +8,6 @@ flag the audit raised.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -65,7 +65,7 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str) -> list
                 answered.append(Answered(cot, answer, comp.text, False))
     if follow_ups:
         second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)")
-        for (i, req, cot), comp in zip(follow_ups, second):
+        for (i, _, cot), comp in zip(follow_ups, second):
             written = results[i].text + "\n" + task.answer_prefix + comp.text
             if comp.error is not None:
                 answered[i] = Answered(cot, None, written, True, comp.error)

@@ -37,7 +37,7 @@ def estimate_audit(config) -> str:
         calib = items[:CALIBRATION_ITEMS]
         engine = Engine(backend, cache, progress=False)
         started = time.time()
-        traces = _baseline(engine, task, calib, config)
+        traces = _baseline(engine, task, calib)
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         by_id = {t.item_id: t for t in traces}

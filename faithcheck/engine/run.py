@@ -56,7 +56,7 @@ def default_run_dir(model: str, task: str) -> Path:
     return Path("reports") / f"{slug}-{date.today().isoformat()}"
 
 
-def _baseline(engine: Engine, task, items: list[TaskItem], config: AuditConfig) -> list[Trace]:
+def _baseline(engine: Engine, task, items: list[TaskItem]) -> list[Trace]:
     prompts = [task.prompt(item) for item in items]
     answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], "baseline CoT")
     traces = []
@@ -110,7 +110,7 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
 
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
-        traces = _baseline(engine, task, items, config)
+        traces = _baseline(engine, task, items)
         traces_by_id = {t.item_id: t for t in traces}
         items_by_id = {i.id: i for i in items}
         ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))

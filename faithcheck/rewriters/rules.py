@@ -57,6 +57,22 @@ def _apply_op(a: float, op: str, b: float) -> float | None:
     return None
 
 
+def last_expression(step: str) -> re.Match | None:
+    """The step's last "a op b = c", or None when it states none."""
+    matches = list(_EXPR.finditer(step))
+    return matches[-1] if matches else None
+
+
+def arithmetic_correct(step: str) -> bool | None:
+    """Whether the step's last "a op b = c" recomputes to c; None where it states none."""
+    m = last_expression(step)
+    if m is None:
+        return None
+    a, op, b, c = m.groups()
+    true = _apply_op(float(a), op, float(b))
+    return None if true is None else abs(true - float(c)) < 1e-9
+
+
 def _fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
 
@@ -81,9 +97,7 @@ def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str
         new = (true + rng.randrange(1, ml.P)) % ml.P
         words[res_i] = str(new)
         return " ".join(words), str(new), {"changed_value": True, "provably_wrong": new != true, "true": true}
-    m = None
-    for m in _EXPR.finditer(step):
-        pass
+    m = last_expression(step)
     if m is not None:
         a, op, b, c = m.groups()
         true = _apply_op(float(a), op, float(b))

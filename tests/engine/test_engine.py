@@ -4,8 +4,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from faithcheck.engine.cache import CallCache
 from faithcheck.engine.engine import Engine
 from faithcheck.records import GenerationRequest
