@@ -28,6 +28,8 @@ class ScoreRequest:
 class Backend(ABC):
     name: str = ""
     fingerprint: str = ""
+    # requests per engine chunk: each chunk is committed to the cache as it returns
+    chunk_size: int = 64
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:

@@ -10,6 +10,8 @@ import hashlib
 import inspect
 import math
 import os
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 
 from faithcheck.backends import backends
 from faithcheck.backends.base import Backend, ScoreRequest, parse_model_args
+from faithcheck.backends.hf_tree import TreeRunner
 from faithcheck.errors import BadInput, MissingExtra
 from faithcheck.records import Completion, GenerationRequest
 
@@ -26,7 +29,10 @@ from faithcheck.records import Completion, GenerationRequest
 _DECODE_WINDOW = 8
 # End-of-turn markers of common chat formats: generation stops there when a chat template is used.
 _END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
-_CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"), "chat": ("auto", "on", "off"), "bos": ("auto", "on", "off")}
+_CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"), "chat": ("auto", "on", "off"), "bos": ("auto", "on", "off"),
+            "prefix_sharing": ("auto", "on", "off")}
+# Largest relative gap between packed and plain logits that the load-time check accepts.
+_TREE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,11 @@ class HFConfig:
 
     dtype "auto" keeps the checkpoint's (GGUF is dequantised to float32); threads 0 leaves
     torch's default; chat "auto" applies the tokenizer's chat template when it has one;
-    bos "auto" prepends BOS when the tokenizer does or the model has its own BOS token."""
+    bos "auto" prepends BOS when the tokenizer does or the model has its own BOS token.
+    prefix_sharing "auto" computes each shared prefix of a batch once (packed tree passes,
+    verified against plain passes when the model loads) and falls back to plain batches
+    where the model does not support it; "on" makes that fallback an error; pack_tokens
+    caps the tokens of one packed pass (0: auto)."""
 
     dtype: str = "auto"
     threads: int = 0
@@ -44,6 +54,8 @@ class HFConfig:
     chat: str = "auto"
     bos: str = "auto"
     device: str = "cpu"
+    prefix_sharing: str = "auto"
+    pack_tokens: int = 0
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -51,6 +63,8 @@ class HFConfig:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: expected one of {', '.join(allowed)}")
         if self.batch_size < 0:
             raise BadInput(f"--model-arg batch_size={self.batch_size}: expected 0 (auto) or an integer >= 1")
+        if self.pack_tokens < 0:
+            raise BadInput(f"--model-arg pack_tokens={self.pack_tokens}: expected 0 (auto) or an integer >= 1")
         if self.threads < 0:
             raise BadInput(f"--model-arg threads={self.threads}: expected 0 (torch's default) or more")
 
@@ -200,6 +214,67 @@ class HFBackend(Backend):
         params = inspect.signature(self.model.forward).parameters
         self._takes_positions = "position_ids" in params
         self._takes_logits_to_keep = "logits_to_keep" in params
+        self.counters: Counter[str] = Counter()
+        self.pack_tokens = config.pack_tokens or 2048
+        self._tree = self._tree_runner()
+        # wide chunks let the prefix tree span many items; each chunk is still committed as it returns
+        self.chunk_size = 16 * self.batch_size if self._tree is not None else 4 * self.batch_size
+
+    def _tree_runner(self) -> TreeRunner | None:
+        """The prefix-tree runner when the model supports it and matches plain passes on load."""
+        from faithcheck.backends.hf_tree import TreeRunner, unsupported_reason
+
+        if self.config.prefix_sharing == "off":
+            return None
+        why = unsupported_reason(self.model)
+        if why is None:
+            runner = TreeRunner(self)
+            try:
+                gap = self._tree_gap(runner)
+                why = None if gap <= _TREE_TOLERANCE else f"packed logits differ from plain ones by {gap:.2g} (relative)"
+            except Exception as e:  # noqa: BLE001 - any failure means: use plain batches
+                why = f"{type(e).__name__}: {e}"
+            if why is None:
+                return runner
+        if self.config.prefix_sharing == "on":
+            raise BadInput(f"model {self.name!r}: --model-arg prefix_sharing=on, but {why}")
+        warnings.warn(f"model {self.name!r}: prefix sharing is off ({why}); using plain batches", stacklevel=2)
+        return None
+
+    def _tree_gap(self, runner: TreeRunner) -> float:
+        """Largest relative difference of next-token logits, packed vs plain, on a small tree
+        whose rows share prefixes, end inside one another and differ in length."""
+        ids = self.encode("The answer is 12 because 5 and 7 make 12, so the answer")
+        rows = [ids, ids[:-2], ids[: len(ids) // 2] + ids[-3:], ids[:3]]
+        packed, plain = self.next_token_logits(rows, runner), self.next_token_logits(rows, None)
+        return max(float((a - b).abs().max() / (b.abs().max() + 1e-6)) for a, b in zip(packed, plain))
+
+    def next_token_logits(self, rows: list[list[int]], runner: TreeRunner | None | str = "default") -> list[Any]:
+        """Logits for the token after each row: through the prefix tree (`runner`) or, with
+        None, one plain left-padded pass. Used to check the tree against plain passes."""
+        import torch
+
+        runner = self._tree if runner == "default" else runner
+        out: list[Any] = [None] * len(rows)
+        with torch.inference_mode():
+            if runner is None:
+                logits = self.model(**self._left_pad(rows)).logits[:, -1].float()
+                return list(logits)
+
+            def step(reqs: list[int], cache: Any) -> None:
+                inputs = self._left_pad([rows[r] for r in reqs])
+                width = inputs["input_ids"].shape[1]
+                kwargs = {**inputs, "past_key_values": cache} if cache is not None else inputs
+                if cache is not None:
+                    kwargs["input_ids"] = inputs["input_ids"][:, width - 1:]
+                    if "position_ids" in kwargs:
+                        kwargs["position_ids"] = inputs["position_ids"][:, width - 1:]
+                logits = self.model(**kwargs).logits[:, -1].float()
+                for r, row_logits in zip(reqs, logits):
+                    out[r] = row_logits
+
+            runner.run(rows, self.pack_tokens, self.batch_size, step)
+        return out
 
     def _bos_policy(self) -> int | None:
         """BOS as the model was trained: the tokenizer's own habit, else the model's distinct BOS token."""
@@ -287,13 +362,43 @@ class HFBackend(Backend):
             else:
                 groups.setdefault((budget, req.stop), []).append(i)
         for key, idxs in groups.items():
+            self.counters["naive_tokens"] += sum(len(rows[i]) for i in idxs)
+            if self._tree is not None and key[1] != "sampled" and self._generate_tree(requests, texts, rows, idxs, key[0], results):
+                continue
             idxs.sort(key=lambda i: -len(rows[i]))
             size = self.batch_size
             for chunk in (idxs[k:k + size] for k in range(0, len(idxs), size)):
                 for i, c in zip(chunk, self._generate_safely(requests, texts, rows, chunk, key[0])):
                     results[i] = c
         assert all(r is not None for r in results)
+        for r in results:
+            self.counters["naive_tokens"] += r.n_generated_tokens  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
+
+    def _generate_tree(self, requests: list[GenerationRequest], texts: list[str], rows: list[list[int]],
+                       idxs: list[int], budget: int, results: list[Completion | None]) -> bool:
+        """Greedy requests of one group along their prefix tree; False (nothing done) when the
+        tree fails, so the caller falls back to plain batches."""
+
+        def decode(reqs: list[int], cache: Any) -> None:
+            chunk = [idxs[r] for r in reqs]
+            if cache is None:
+                done = self._generate_safely(requests, texts, rows, chunk, budget)
+            else:
+                done = self._decode_greedy([requests[i] for i in chunk], [texts[i] for i in chunk],
+                                           [rows[i] for i in chunk], budget, cache)
+            for i, c in zip(chunk, done):
+                results[i] = c
+
+        try:
+            self._tree.run([rows[i] for i in idxs], self.pack_tokens, self.batch_size, decode)  # type: ignore[union-attr]
+            return True
+        except Exception as e:  # noqa: BLE001 - a failed tree falls back to plain batches
+            self.counters["tree_fallbacks"] += 1
+            warnings.warn(f"model {self.name!r}: prefix-tree batch failed ({type(e).__name__}: {e}); using plain batches", stacklevel=2)
+            for i in idxs:
+                results[i] = None
+            return False
 
     def _generate_safely(self, requests: list[GenerationRequest], texts: list[str], rows: list[list[int]], chunk: list[int], budget: int) -> list[Completion]:
         """One batch; when it fails, each request alone, so one bad request fails only itself."""
@@ -325,19 +430,71 @@ class HFBackend(Backend):
         with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(req.seed)
             out = self.model.generate(**inputs, generation_config=gen_config, stopping_criteria=StoppingCriteriaList([stop] if stop else []))
+        steps = out.shape[1] - width  # forward passes over the batch: the prefill, then one per new token but the last
+        self.counters["tokens_computed"] += len(rows) * (width + max(0, steps - 1))
         completions = []
         for i, (row, text) in enumerate(zip(rows, texts)):
             new = out[i, width:].tolist()
             if stop and stop.done_at[i] is not None:
                 new = new[: stop.done_at[i]]
-            kept, end = self._visible(new)
-            hit_eos = end < len(new)
-            completion = self._continuation(row, kept, text)
-            cut = min((completion.find(s) for s in req.stop if s in completion), default=-1)
-            finish = "stop" if cut >= 0 or hit_eos else "length"
-            text_out = completion[:cut] if cut >= 0 else completion
-            completions.append(Completion(text_out, len(row), end + int(hit_eos), finish))
+            completions.append(self._completion(req, row, text, new))
         return completions
+
+    def _completion(self, req: GenerationRequest, row: list[int], text: str, new: list[int]) -> Completion:
+        kept, end = self._visible(new)
+        hit_eos = end < len(new)
+        completion = self._continuation(row, kept, text)
+        cut = min((completion.find(s) for s in req.stop if s in completion), default=-1)
+        finish = "stop" if cut >= 0 or hit_eos else "length"
+        text_out = completion[:cut] if cut >= 0 else completion
+        return Completion(text_out, len(row), end + int(hit_eos), finish)
+
+    def _decode_greedy(self, reqs: list[GenerationRequest], texts: list[str], rows: list[list[int]], budget: int,
+                       cache: Any) -> list[Completion]:
+        """Greedy decoding from a prefix-tree cache that holds every row but its last token.
+
+        Unlike `generate`, a row leaves the batch (and its cache) as soon as it is done, so
+        requests of very different lengths in one batch cost only their own tokens."""
+        import torch
+
+        inputs = self._left_pad(rows)
+        width = inputs["input_ids"].shape[1]
+        mask = inputs["attention_mask"]
+        positions = mask.sum(-1, keepdim=True) - 1  # each row's last prompt token
+        step_ids = inputs["input_ids"][:, -1:]
+        live = list(range(len(rows)))
+        new: list[list[int]] = [[] for _ in rows]
+        stops = reqs[0].stop
+        with torch.inference_mode():
+            for _ in range(budget):
+                kwargs = {"input_ids": step_ids, "attention_mask": mask, "past_key_values": cache, "use_cache": True}
+                if self._takes_positions:
+                    kwargs["position_ids"] = positions
+                if self._takes_logits_to_keep:
+                    kwargs["logits_to_keep"] = 1
+                logits = self.model(**kwargs).logits[:, -1]
+                self.counters["tokens_computed"] += len(live)
+                chosen = logits.argmax(-1).tolist()
+                keep = []
+                for b, (i, tok) in enumerate(zip(live, chosen)):
+                    new[i].append(tok)
+                    done = tok in self.eos_ids or len(new[i]) >= budget
+                    if not done and stops:
+                        done = any(s in self._continuation(rows[i], self._visible(new[i])[0], texts[i]) for s in stops)
+                    if not done:
+                        keep.append(b)
+                if not keep:
+                    break
+                if len(keep) < len(live):
+                    index = torch.tensor(keep, device=mask.device)
+                    cache.batch_select_indices(index)
+                    live = [live[b] for b in keep]
+                    mask, positions = mask[index], positions[index]
+                    chosen = [chosen[b] for b in keep]
+                step_ids = torch.tensor(chosen, device=mask.device)[:, None]
+                mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+                positions = positions + 1
+        return [self._completion(r, row, text, out) for r, row, text, out in zip(reqs, rows, texts, new)]
 
     def _left_pad(self, rows: list[list[int]]) -> dict[str, Any]:
         """Model inputs for rows padded on the left, with position ids that skip the padding."""
@@ -391,6 +548,7 @@ class HFBackend(Backend):
         import torch
 
         inputs = self._left_pad([whole for whole, _ in pairs])
+        self.counters["tokens_computed"] += inputs["input_ids"].numel()
         keep = max(len(w) - s for w, s in pairs) + 1
         if self._takes_logits_to_keep:  # only the continuation's logits: a 262k vocabulary is large
             inputs["logits_to_keep"] = keep

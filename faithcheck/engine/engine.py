@@ -65,10 +65,11 @@ def prefix_order(requests: list[GenerationRequest]) -> list[int]:
 
 
 class Engine:
-    def __init__(self, backend: Backend, cache: CallCache | None, chunk_size: int = 64, progress: bool = True):
+    def __init__(self, backend: Backend, cache: CallCache | None, chunk_size: int | None = None, progress: bool = True):
         self.backend = backend
         self.cache = cache
-        self.chunk_size = chunk_size
+        # the backend's own choice by default: one that shares prefixes wants wide chunks
+        self.chunk_size = chunk_size or backend.chunk_size
         self.progress = progress
         self.stats = EngineStats()
 

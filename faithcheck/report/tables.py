@@ -48,7 +48,7 @@ def flat_outcomes(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, variants, table, metrics, cot_accuracy,
-                  verdict, backend, engine_stats, seconds: float) -> dict[str, Any]:
+                  verdict, backend, engine_stats, seconds: float, baseline_samples: pd.DataFrame | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flat = flat_outcomes(table)
@@ -57,6 +57,8 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
     with open(run_dir / "traces.jsonl", "w") as f:
         for t in traces:
             f.write(json.dumps({"type": "baseline", **asdict(t)}, ensure_ascii=False) + "\n")
+        for rec in ([] if baseline_samples is None else baseline_samples.to_dict("records")):
+            f.write(json.dumps({"type": "baseline_sample", **rec}, ensure_ascii=False) + "\n")
         for v, (_, row) in zip(variants, table.iterrows()):
             f.write(json.dumps({"type": "variant", "id": v.id, **asdict(v), "completion": row["completion"],
                                 "answer": row["answer"]}, ensure_ascii=False) + "\n")
@@ -89,7 +91,7 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
         "git_revision": _git_revision(),
         "seed": config.seed,
         "model_fingerprint": backend.fingerprint,
-        "engine": engine_stats.to_dict(),
+        "engine": {**engine_stats.to_dict(), **dict(getattr(backend, "counters", {}))},
         "seconds": round(seconds, 2),
         "command": sys.argv,
     }

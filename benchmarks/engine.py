@@ -1,0 +1,187 @@
+"""How close the engine gets to the physical limit of an audit, and how much faster than naive.
+
+For each model it runs one full audit (all default probes) twice in this process on the
+same weights, each with a fresh call cache: once with prefix sharing (the engine's path)
+and once with plain left-padded batches (`prefix_sharing` off, what a naive harness does),
+and checks that both give the same answers. It also times the baseline CoT generation
+alone, and early answering at K cut points of one CoT: one prefix-tree call against K
+separate passes.
+
+    python benchmarks/engine.py                      # organism:faithful (n=100) and gemma-3-270m (n=10)
+    python benchmarks/engine.py --skip-gemma --n 200
+
+Figures, per model:
+  tokens_computed     tokens the engine forwarded through the model (padding included)
+  prefix_tree_tokens  the limit: distinct tokens of the prefix tree of every prompt of the
+                      audit, plus the tokens generated
+  ratio               tokens_computed / prefix_tree_tokens (target <= 1.15)
+  naive_tokens        sum over requests of prompt + generated tokens (no sharing at all)
+  speedup_vs_naive    wall time with plain batches / wall time with prefix sharing
+  model_seconds       time spent in model calls (the rest: rewrites and their checks, scoring, report)
+  audit_over_baseline full audit wall time / baseline CoT generation wall time (target <= 2);
+                      audit_model_over_baseline: the same for model-call time only
+  k16_speedup         K=16 cut points: K separate passes / one prefix-tree call (target >= 5)
+The last line printed is one JSON object with all of them and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from faithcheck.backends import load_backend  # noqa: E402
+from faithcheck.backends.prefix_tree import Trie  # noqa: E402
+from faithcheck.engine.cache import CallCache  # noqa: E402
+from faithcheck.engine.engine import Engine  # noqa: E402
+from faithcheck.engine.run import AuditConfig, _baseline, run_audit  # noqa: E402
+from faithcheck.records import GenerationRequest  # noqa: E402
+from faithcheck.tasks import get_task  # noqa: E402
+
+GEMMA = Path.home() / ".cache" / "faithcheck" / "gemma-3-270m-q4_k_m.gguf"
+
+
+class Recorder:
+    """Wraps a backend's generate to keep every prompt row and count generated tokens."""
+
+    def __init__(self, backend):
+        self.backend, self.rows, self.generated = backend, [], 0
+        self._generate = backend.generate
+
+    def __enter__(self):
+        def generate(requests):
+            out = self._generate(requests)
+            b = self.backend
+            self.rows.extend(b.encode(b.render(r.prompt, r.prefill)) for r in requests)
+            self.generated += sum(c.n_generated_tokens for c in out)
+            return out
+
+        self.backend.generate = generate
+        return self
+
+    def __exit__(self, *exc):
+        self.backend.generate = self._generate
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def audit(backend, model: str, task: str, n: int, tmp: Path, tag: str):
+    cache = CallCache(tmp / f"{tag}.sqlite")
+    config = AuditConfig(model=model, task=task, n=n, out=tmp / tag, progress=False)
+    backend.counters.clear()
+    with Recorder(backend) as rec:
+        start = time.perf_counter()
+        result = run_audit(config, backend=backend, cache=cache)
+        seconds = time.perf_counter() - start
+    cache.close()
+    return result, seconds, dict(backend.counters), rec
+
+
+def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: list[str]) -> dict:
+    backend = load_backend(model, model_args)
+    runner = backend._tree
+    if runner is None:
+        raise SystemExit(f"{model}: prefix sharing is not available on this model")
+    task = get_task(task_name)
+    items = list(task.load(n, 0).items)
+    audit(backend, model, task_name, 2, tmp, "warmup")  # loads the rewrite checker and report templates once
+
+    # the baseline CoTs alone, with sharing
+    cache = CallCache(tmp / f"{model.replace('/', '_')}-baseline.sqlite")
+    start = time.perf_counter()
+    traces = _baseline(Engine(backend, cache, progress=False), task, items)
+    baseline_seconds = time.perf_counter() - start
+
+    shared, shared_s, counters, rec = audit(backend, model, task_name, n, tmp, "shared")
+    backend._tree = None
+    naive, naive_s, _, _ = audit(backend, model, task_name, n, tmp, "naive")
+    backend._tree = runner
+    same = (shared.outcomes["answer"].fillna("<none>").tolist() == naive.outcomes["answer"].fillna("<none>").tolist())
+
+    limit = len(Trie(rec.rows)) + rec.generated
+    model_s = json.loads((shared.run_dir / "manifest.json").read_text())["engine"]["seconds"]
+    naive_model_s = json.loads((naive.run_dir / "manifest.json").read_text())["engine"]["seconds"]
+    figures = {
+        "model": model, "task": task_name, "items": n, "probes": list(shared.config.probes),
+        "model_calls": len(rec.rows), "outcomes": len(shared.outcomes),
+        "tokens_computed": counters.get("tokens_computed", 0),
+        "prefix_tree_tokens": limit,
+        "ratio": round(counters.get("tokens_computed", 0) / limit, 3),
+        "naive_tokens": counters.get("naive_tokens", 0),
+        "audit_seconds": round(shared_s, 2), "naive_audit_seconds": round(naive_s, 2),
+        "speedup_vs_naive": round(naive_s / shared_s, 2),
+        "model_seconds": round(model_s, 2),
+        "naive_model_seconds": round(naive_model_s, 2),
+        "model_speedup_vs_naive": round(naive_model_s / model_s, 2),
+        "baseline_seconds": round(baseline_seconds, 2),
+        "audit_over_baseline": round(shared_s / baseline_seconds, 2),
+        "audit_model_over_baseline": round(model_s / baseline_seconds, 2),
+        "identical_answers": bool(same),
+        "verdict": shared.verdict.label,
+    }
+    figures.update(early_answering(backend, task, items[0], traces[0], k))
+    backend.close()
+    return figures
+
+
+def early_answering(backend, task, item, trace, k: int) -> dict:
+    """K forced answers after K cuts of one CoT: one prefix-tree call vs K separate passes."""
+    prompt = task.prompt(item)
+    cot = trace.cot if len(trace.cot.split()) >= k else " ".join(["so we add the numbers step by step ."] * k)
+    words = cot.split(" ")
+    cuts = [" ".join(words[: round(len(words) * (j + 1) / k)]) for j in range(k)]
+    requests = [GenerationRequest(prompt, task.force_answer(c), task.max_answer_tokens, ("\n",)) for c in cuts]
+    runner = backend._tree
+    backend.counters.clear()
+    start = time.perf_counter()
+    tree = backend.generate(requests)
+    tree_s = time.perf_counter() - start
+    tree_tokens = backend.counters["tokens_computed"]
+    backend._tree = None
+    start = time.perf_counter()
+    separate = [backend.generate([r])[0] for r in requests]
+    separate_s = time.perf_counter() - start
+    backend._tree = runner
+    return {
+        "k": k, "k_tree_seconds": round(tree_s, 3), "k_separate_seconds": round(separate_s, 3),
+        "k16_speedup" if k == 16 else f"k{k}_speedup": round(separate_s / tree_s, 2),
+        "k_tree_tokens": tree_tokens, "k_identical": tree == separate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--organism", default="faithful")
+    parser.add_argument("--n", type=int, default=100, help="items of the organism audit")
+    parser.add_argument("--gemma-task", default="bbh:sports_understanding")
+    parser.add_argument("--gemma-n", type=int, default=10)
+    parser.add_argument("--k", type=int, default=16, help="cut points of the early-answering comparison")
+    parser.add_argument("--skip-gemma", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    model_args = [f"threads={args.threads}"] if args.threads else []
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["organism"] = measure(f"organism:{args.organism}", "modular", args.n, args.k, Path(tmp), model_args)
+        print(json.dumps(results["organism"], indent=1), flush=True)
+        if not args.skip_gemma:
+            if not GEMMA.exists():
+                raise SystemExit(f"{GEMMA} missing: run the tests once (they assemble it) or see README")
+            results["gemma"] = measure(f"hf:{GEMMA}", args.gemma_task, args.gemma_n, args.k, Path(tmp), model_args)
+            print(json.dumps(results["gemma"], indent=1), flush=True)
+    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Execute a prefix-tree plan (`prefix_tree.plan`) with a transformers model.
+
+A `Row` is one packed forward pass over the row's subtrees, on top of a cached prefix:
+the tokens sit in one sequence, each attends to its ancestors only (a tree-shaped 4D mask)
+and takes its depth as position id, so every token sees exactly what it would see in its
+own sequence. Its requests then branch off: each one's key/value path is gathered into a
+left-padded batch cache and `model.generate` continues from the last prompt token, exactly
+as for a plain left-padded batch. Models with sliding-window layers (Gemma 3) get their own
+windowed mask per layer type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faithcheck.backends.prefix_tree import Extend, Release, Row, Trie, plan
+
+if TYPE_CHECKING:
+    from faithcheck.backends.hf import HFBackend
+
+Layers = list[tuple[Any, Any]]  # (keys, values) per layer, shape [1, heads, length, head_dim]
+_MASKABLE = ("sdpa", "eager")
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why the packed path cannot run on `model`, or None when it can (then verified on load)."""
+    config = model.config.get_text_config()
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl not in _MASKABLE:
+        return f"attention implementation {impl!r} takes no custom 4D mask (needs {' or '.join(_MASKABLE)})"
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if not kinds <= {"full_attention", "sliding_attention"}:
+        return f"layer types {sorted(kinds)} are not handled"
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder models are not handled"
+    return None
+
+
+class TreeRunner:
+    def __init__(self, backend: HFBackend):
+        self.backend = backend
+        self.model = backend.model
+        config = self.model.config.get_text_config()
+        self.window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+        types = getattr(config, "layer_types", None)
+        self.per_type = bool(types) and "sliding_attention" in types
+
+    # --- one forward pass --------------------------------------------------------------
+
+    def _mask(self, allowed: Any, q_pos: Any, k_pos: Any) -> Any:
+        """Additive float masks (what both sdpa and eager accept) from a boolean [q, k] mask."""
+        import torch
+
+        dtype = self.model.dtype
+        low = torch.finfo(dtype).min
+
+        def additive(ok: Any) -> Any:
+            return torch.zeros(ok.shape, dtype=dtype).masked_fill(~ok, low)[None, None].to(self.model.device)
+
+        if self.window is None:
+            return additive(allowed)
+        windowed = allowed & (q_pos[:, None] - k_pos[None, :] < self.window)
+        if self.per_type:
+            return {"full_attention": additive(allowed), "sliding_attention": additive(windowed)}
+        return additive(windowed)
+
+    def forward(self, prefix: Layers, tokens: list[int], depths: list[int], allowed: Any) -> Layers:
+        """Keys and values of `prefix` followed by `tokens`, where token i attends to the whole
+        prefix and to the tree tokens marked in row i of `allowed` ([n, n] bool)."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(prefix):
+            cache.update(k, v, layer)
+        n, n_prefix = len(tokens), (prefix[0][0].shape[-2] if prefix else 0)
+        q_pos = torch.tensor(depths, dtype=torch.long)
+        k_pos = torch.cat([torch.arange(n_prefix), q_pos])
+        full = torch.cat([torch.ones(n, n_prefix, dtype=torch.bool), allowed], dim=1)
+        kwargs: dict[str, Any] = {
+            "input_ids": torch.tensor([tokens], device=self.model.device),
+            "attention_mask": self._mask(full, q_pos, k_pos),
+            "past_key_values": cache, "use_cache": True,
+        }
+        if self.backend._takes_positions:
+            kwargs["position_ids"] = q_pos[None].to(self.model.device)
+        if self.backend._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = 1  # only keys and values are wanted here
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        self.backend.counters["tokens_computed"] += n
+        self.backend.counters["packed_passes"] += 1
+        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    @staticmethod
+    def ancestry(trie: Trie, nodes: list[int]) -> tuple[Any, dict[int, int]]:
+        """[n, n] bool: row i marks node i and its ancestors among `nodes` (parents first)."""
+        import torch
+
+        index = {node: i for i, node in enumerate(nodes)}
+        allowed = torch.zeros(len(nodes), len(nodes), dtype=torch.bool)
+        for i, node in enumerate(nodes):
+            j = index.get(trie.parent[node])
+            if j is not None:
+                allowed[i] = allowed[j]
+            allowed[i, i] = True
+        return allowed, index
+
+    # --- a batch of requests -----------------------------------------------------------
+
+    def run(self, rows: list[list[int]], max_tokens: int, max_requests: int, decode: Any) -> None:
+        """Compute `rows` along the prefix tree; `decode(request_ids, cache)` is called once per
+        planned row with a batch cache holding all but each request's last token."""
+        trie = Trie(rows)
+        prefixes: dict[int, Layers] = {0: []}
+        for step in plan(trie, max_tokens, max_requests):
+            if isinstance(step, Extend):
+                parent = prefixes[step.parent]
+                depths = [trie.depth[n] for n in step.nodes]
+                allowed, _ = self.ancestry(trie, list(step.nodes))
+                prefixes[step.handle] = self.forward(parent, [trie.token[n] for n in step.nodes], depths, allowed)
+            elif isinstance(step, Release):
+                del prefixes[step.handle]
+            else:
+                decode(list(step.requests), self._row(trie, prefixes[step.prefix], step, rows))
+
+    def _row(self, trie: Trie, prefix: Layers, row: Row, rows: list[list[int]]) -> Any:
+        import torch
+        from transformers import DynamicCache
+
+        n_prefix = prefix[0][0].shape[-2] if prefix else 0
+        nodes = [n for root in row.roots for n in trie.subtree(root) if trie.children[n]]
+        layers = prefix
+        allowed, index = self.ancestry(trie, nodes)
+        if nodes:
+            layers = self.forward(prefix, [trie.token[n] for n in nodes], [trie.depth[n] for n in nodes], allowed)
+        paths = []
+        for r in row.requests:
+            end = trie.end_node[r]
+            if end == row.prefix_node:
+                path = torch.arange(n_prefix - 1)
+            else:
+                parent = trie.parent[end]
+                path = torch.arange(n_prefix)
+                if parent != row.prefix_node:
+                    path = torch.cat([path, n_prefix + allowed[index[parent]].nonzero()[:, 0]])
+            if len(path) != len(rows[r]) - 1:
+                raise RuntimeError(f"prefix tree: request path has {len(path)} tokens, expected {len(rows[r]) - 1}")
+            paths.append(path)
+        width = max(len(p) for p in paths)
+        if width == 0:
+            return None
+        gather = torch.zeros(len(paths), width, dtype=torch.long)
+        for i, p in enumerate(paths):
+            gather[i, width - len(p):] = p
+        flat = gather.flatten().to(self.model.device)
+        cache = DynamicCache(config=self.model.config)
+        for layer, (k, v) in enumerate(layers):
+            heads, dim = k.shape[1], k.shape[-1]
+            kb = k[0].index_select(1, flat).view(heads, len(paths), width, dim).transpose(0, 1).contiguous()
+            vb = v[0].index_select(1, flat).view(heads, len(paths), width, v.shape[-1]).transpose(0, 1).contiguous()
+            cache.update(kb, vb, layer)
+        return cache
