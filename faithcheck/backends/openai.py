@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import logging
 import math
@@ -117,8 +118,15 @@ class _Session:
     def redact(self, text: str) -> str:
         return text.replace(self._secret, "<redacted>") if self._secret else text
 
-    def pick(self) -> int:
+    def pick(self, affinity: str | None = None) -> int:
+        """The server for one call. Calls with the same `affinity` (the prompt all variants of an
+        item share) go to the same server, so its prefix cache holds that prompt, unless that
+        server has a full set of calls in flight while another has room; else the least loaded."""
         n = len(self.urls)
+        if affinity is not None and n > 1:
+            home = int(hashlib.sha256(affinity.encode()).hexdigest()[:8], 16) % n
+            if self.load[home] < self.cfg.concurrency or self.load[home] <= min(self.load):
+                return home
         order = [(self._turn + k) % n for k in range(n)]
         self._turn = (self._turn + 1) % n
         return min(order, key=lambda j: self.load[j])
@@ -126,7 +134,7 @@ class _Session:
     def backoff(self, attempt: int) -> float:
         return min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
 
-    async def post(self, path: str, body: dict, label: str, parse: Callable[[dict], T]) -> T:
+    async def post(self, path: str, body: dict, label: str, parse: Callable[[dict], T], affinity: str | None = None) -> T:
         """`parse(json)` of a successful answer; a parse error counts as a malformed body and is retried."""
         reason, delay = "", 0.0
         for attempt in range(self.cfg.max_retries + 1):
@@ -136,7 +144,7 @@ class _Session:
                 await asyncio.sleep(delay)
             delay = self.backoff(attempt)
             async with self.slots:
-                j = self.pick()
+                j = self.pick(affinity)
                 url = self.urls[j] + path
                 self.load[j] += 1
                 self.stats["attempts"] += 1
@@ -328,7 +336,7 @@ class OpenAIBackend(Backend):
                 return Completion("", finish_reason="length")
             try:
                 text, finish, usage = await s.post(path, self._body(endpoint, req, req.prefill, req.max_new_tokens),
-                                                   describe(i, req), parse)
+                                                   describe(i, req), parse, affinity=req.prompt)
             except CallFailed as e:
                 return Completion("", error=str(e))
             return Completion(cut_at_stop(text, req.stop), int(usage.get("prompt_tokens") or 0),
@@ -402,7 +410,7 @@ class OpenAIBackend(Backend):
             gen = GenerationRequest(req.prompt, req.prefill + done, 1)
             body = self._body(endpoint, gen, gen.prefill, 1)
             body.update({"logprobs": k} if endpoint == "completions" else {"logprobs": True, "top_logprobs": k})
-            top = await s.post(path, body, describe(i, req), parse)
+            top = await s.post(path, body, describe(i, req), parse, affinity=req.prompt)
             rest = req.continuation[len(done):]
             fits = [t for t in top if t and rest.startswith(t)]
             if not fits:

@@ -248,3 +248,17 @@ def test_api_key_never_appears_anywhere(llama_server, monkeypatch, tmp_path, cap
     engine.cache.close()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not [p for p in written if SENTINEL.encode() in p.read_bytes()]
+
+
+def test_variants_of_one_prompt_stay_on_one_server(llama_server, reference):
+    """Prefix affinity: every call that shares a prompt goes to the same server (so its prefix
+    cache holds the prompt) while that server has room. Distinct prompts still spread: see
+    test_multiple_base_urls_spread_the_requests."""
+    prefills = ["", " so", " so the", " so the answer", " because", " then"]
+    with FaultProxy(llama_server.root) as proxy:
+        backend = make(f"{llama_server.url},{proxy.url}", "concurrency=8", "endpoint=completions")
+        for prompt in PROMPTS[:3]:
+            before = len(proxy.log)
+            backend.generate([GenerationRequest(prompt, p, 2) for p in prefills])
+            via_proxy = sum(1 for _, path, _ in proxy.log[before:] if path.endswith("/completions"))
+            assert via_proxy in (0, len(prefills))
