@@ -22,7 +22,7 @@ CALIBRATION_ITEMS = 3
 
 
 def estimate_audit(config) -> str:
-    from faithcheck.engine.run import _baseline, _expand_samples, _resolve_rewrites
+    from faithcheck.engine.run import _baseline, _baseline_samples, _expand_samples, _resolve_rewrites
     from faithcheck.rewriters import load_rewriter
 
     task = get_task(config.task)
@@ -38,6 +38,7 @@ def estimate_audit(config) -> str:
         engine = Engine(backend, cache, progress=False)
         started = time.time()
         traces = _baseline(engine, task, calib)
+        _baseline_samples(engine, task, calib, config)
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         by_id = {t.item_id: t for t in traces}
@@ -55,6 +56,13 @@ def estimate_audit(config) -> str:
             f"  model calls:        ~{calls:,} ({len(baseline)} baseline CoTs; {held} already in the cache)",
             f"  prompt tokens:      ~{int(s.prompt_tokens * scale):,} (as sent; before prefix sharing)",
             f"  generated tokens:   ~{int(s.generated_tokens * scale):,}",
+        ]
+        computed = getattr(backend, "counters", {}).get("tokens_computed")
+        if computed:
+            sent = s.prompt_tokens + s.generated_tokens
+            lines.append(f"  computed tokens:    ~{int(computed * scale):,} after prefix sharing "
+                         f"({computed / max(1, sent):.0%} of prompt + generated)")
+        lines += [
             f"  calibration:        {len(calib)} items, {s.model_calls} calls computed, {s.cache_hits} cached, {seconds:.1f} s",
         ]
         if per_call is not None:

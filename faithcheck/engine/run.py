@@ -16,7 +16,9 @@ from faithcheck.engine.answering import Query, resolve
 from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.probes import DEFAULT_PROBES, ProbeContext, ProbeMetrics, get_probes
+from faithcheck.probes.base import JUDGE_CHECK
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
+from faithcheck.scoring.distribution import distribution_shift
 from faithcheck.scoring.stats import holm, wilson
 from faithcheck.scoring.verdict import Verdict, decide
 from faithcheck.tasks import get_task
@@ -49,6 +51,7 @@ class AuditResult:
     traces: tuple[Trace, ...]
     metrics: dict[str, ProbeMetrics]
     verdict: Verdict
+    baseline_samples: pd.DataFrame | None = None  # with --samples K > 1: K sampled baseline answers per item
 
 
 def default_run_dir(model: str, task: str) -> Path:
@@ -64,6 +67,22 @@ def _baseline(engine: Engine, task, items: list[TaskItem]) -> list[Trace]:
         traces.append(Trace(item.id, prompt, a.cot, tuple(task.split_steps(a.cot)), a.answer,
                             task.is_correct(item, a.answer), a.written))
     return traces
+
+
+def _baseline_samples(engine: Engine, task, items: list[TaskItem], config: AuditConfig) -> pd.DataFrame | None:
+    """K sampled answers per item to the unperturbed prompt (only when sampling): the reference
+    the variants' answer distributions are compared with. Variants still read their
+    same-as-baseline against the greedy trace."""
+    if config.samples <= 1:
+        return None
+    keys = [(item, s) for item in items for s in range(config.samples)]
+    queries = [Query(task.prompt(item), "", "generate", *_sampling(config, s)) for item, s in keys]
+    answered = resolve(engine, task, queries, "baseline CoT (samples)")
+    return pd.DataFrame([
+        {"item_id": item.id, "sample": s, "answer": a.answer, "correct": task.is_correct(item, a.answer),
+         "failed_call": a.failed, "cot": a.cot, "completion": a.written}
+        for (item, s), a in zip(keys, answered)
+    ])
 
 
 def _outcomes(task, items_by_id, traces_by_id, variants: list[Variant], answered) -> list[Outcome]:
@@ -82,13 +101,37 @@ def _outcomes(task, items_by_id, traces_by_id, variants: list[Variant], answered
     return rows
 
 
+def _sampling(config: AuditConfig, sample: int) -> tuple[float, int]:
+    """(temperature, seed) of sample number `sample`: the same for the baseline and every variant."""
+    temp = config.temperature if config.samples > 1 or config.temperature > 0 else 0.0
+    return temp, config.seed * 1000 + sample
+
+
 def _expand_samples(variants: list[Variant], config: AuditConfig) -> list[tuple[Variant, Query]]:
     out = []
     for v in variants:
         for s in range(config.samples):
-            temp = config.temperature if config.samples > 1 or config.temperature > 0 else 0.0
-            seed = config.seed * 1000 + s
-            out.append((replace(v, sample=s), Query(v.prompt, v.prefill, v.mode, temp, seed)))
+            out.append((replace(v, sample=s), Query(v.prompt, v.prefill, v.mode, *_sampling(config, s))))
+    return out
+
+
+def _judge(probe_objs, rewriter, outcomes: list[Outcome]) -> list[Outcome]:
+    """With an LLM rewriter, ask it whether each CoT a probe wants judged mentions or relies on
+    its cue, and record the answer on the outcome as a check (None: no yes/no answer, the
+    reason beside it). The rule-based rewriter has no judge."""
+    judge = getattr(rewriter, "judge_hints", None)
+    if judge is None:
+        return outcomes
+    by_name = {p.name: p for p in probe_objs}
+    cues = [by_name[o.probe].hint_to_judge(o) for o in outcomes]
+    todo = [i for i, cue in enumerate(cues) if cue is not None]
+    if not todo:
+        return outcomes
+    verdicts = judge([outcomes[i].completion for i in todo], [cues[i] for i in todo])
+    out = list(outcomes)
+    for i, (verdict, error) in zip(todo, verdicts):
+        checks = {**out[i].checks, JUDGE_CHECK: verdict, **({f"{JUDGE_CHECK}_error": error} if error else {})}
+        out[i] = replace(out[i], checks=checks)
     return out
 
 
@@ -111,6 +154,7 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         traces = _baseline(engine, task, items)
+        sampled = _baseline_samples(engine, task, items, config)
         traces_by_id = {t.item_id: t for t in traces}
         items_by_id = {i.id: i for i in items}
         ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
@@ -121,8 +165,12 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
         expanded = _expand_samples(variants, config)
         answered = resolve(engine, task, [q for _, q in expanded], "probe variants")
         outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
+        outcomes = _judge(probe_objs, rewriter, outcomes)
         table = pd.DataFrame([o.__dict__ for o in outcomes]) if outcomes else pd.DataFrame(columns=list(Outcome.__dataclass_fields__))
         metrics = _score(probe_objs, table, ctx)
+        if sampled is not None:
+            shift = distribution_shift(table, sampled, config.seed)
+            metrics = {n: replace(m, extras={**m.extras, **shift.get(n, {})}) for n, m in metrics.items()}
         cot_acc = wilson(sum(t.correct for t in traces), len(traces))
         verdict = decide(metrics, cot_acc, task.chance, len(items))
         run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
@@ -130,8 +178,9 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
             run_dir, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
             variants=[v for v, _ in expanded], table=table, metrics=metrics, cot_accuracy=cot_acc,
             verdict=verdict, backend=backend, engine_stats=engine.stats, seconds=time.time() - started,
+            baseline_samples=sampled,
         )
-        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict)
+        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict, sampled)
     finally:
         if own_backend:
             backend.close()

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faithcheck.records import TaskItem, Trace, Variant
+from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.stats import Estimate, mcnemar_exact, wilson
 from faithcheck.tasks.base import Task
+
+JUDGE_CHECK = "hint_judge"  # the outcome check an LLM judge's yes/no is recorded under (see Probe.hint_to_judge)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,11 @@ class Probe(ABC):
     @abstractmethod
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
         """`rows`: this probe's outcomes (one row per variant, all columns of Outcome)."""
+
+    def hint_to_judge(self, outcome: Outcome) -> str | None:
+        """The cue an LLM judge should look for in this outcome's CoT (None: nothing to judge).
+        The run asks the judge, so the probe itself still never calls a model."""
+        return None
 
 
 def with_param(rows: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:

@@ -133,6 +133,13 @@ def verdict_view(run: RunData, views) -> dict:
             "flags": flags, "required_n": verdict.get("required_n")}
 
 
+def hint_kinds(hints: dict) -> list[dict]:
+    """One row per cue kind of the hints probe: its follow rate, or how many items it could not be posed on."""
+    extras, counts = hints.get("extras", {}), hints.get("counts", {})
+    return [{"kind": key.partition(".")[2], "est": est, "not_applicable": counts.get(f"not_applicable.{key.partition('.')[2]}", 0)}
+            for key, est in extras.items() if key.startswith("follow_rate.")]
+
+
 def run_context(run: RunData) -> dict:
     summary = run.summary
     probes = summary.get("probes", {})
@@ -150,6 +157,8 @@ def run_context(run: RunData) -> dict:
         "verdict": verdict_view(run, views), "accuracy": acc, "accuracy_plot": acc_plot,
         "curves": curves, "curve_probes": [p for p in CURVE_PROBES if p in probes],
         "rewrite_probes": [p for p in REWRITE_PROBES if p in probes],
+        "hint_kinds": hint_kinds(probes.get("hints", {})),
+        "distribution_probes": [p for p in probes if "answer_tv_distance" in probes[p].get("extras", {})],
         "items": views,
     }
 

@@ -272,12 +272,22 @@ class LLMRewriter(Rewriter):
 
     def judge_verbalizes_hint(self, cots: list[str], hint: str) -> list[bool | None]:
         """Per CoT: does it mention or rely on `hint`? None where the judge's answer is neither yes nor no."""
-        reqs = [GenerationRequest(judge_prompt(c.strip(), hint), "", 3) for c in cots]
-        out = []
+        return [verdict for verdict, _ in self.judge_hints(cots, [hint] * len(cots))]
+
+    def judge_hints(self, cots: list[str], hints: list[str]) -> list[tuple[bool | None, str | None]]:
+        """Per (CoT, hint), one batch through the engine: (True/False, None), or (None, why) when
+        the call failed or the judge answered neither yes nor no, so a failure is counted, not guessed."""
+        reqs = [GenerationRequest(judge_prompt(c.strip(), h), "", 3) for c, h in zip(cots, hints)]
+        out: list[tuple[bool | None, str | None]] = []
         for comp in self.engine.run(reqs, desc="rewriter: hint judge"):
             word = re.match(r"\W*(\w+)", comp.text or "")
             ans = word.group(1).lower() if word else ""
-            out.append(True if ans == "yes" else False if ans == "no" else None)
+            if comp.error is not None:
+                out.append((None, f"the judge's call failed: {comp.error}"))
+            elif ans in ("yes", "no"):
+                out.append((ans == "yes", None))
+            else:
+                out.append((None, f"the judge answered neither yes nor no: {comp.text[:40]!r}"))
         return out
 
     def close(self) -> None:

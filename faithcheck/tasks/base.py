@@ -96,7 +96,9 @@ class Task(ABC):
         return None
 
     def hinted_prompt(self, item: TaskItem, hint: str, kind: str) -> str | None:
-        """The prompt with a biasing cue pointing at `hint`, or None when the task has no such cue."""
+        """The prompt with a biasing cue pointing at `hint`, or None when the task has no such cue.
+        Every task poses "suggested" and "metadata" here; "fewshot_pattern" needs lettered
+        exemplars to reorder, so only tasks that have them (bbh) override it."""
         base = self.prompt(item)
         if kind == "suggested":
             marker = base.rfind(item.question[-40:]) if item.question else -1

@@ -6,6 +6,9 @@ so no hand-kept table of 27 subtasks can fall out of step with the data:
 - "label": a small closed set of words (Yes/No, True/False, valid/invalid), lower-cased;
 - "number": integers, normalised as in gsm8k;
 - "text": free text (word sorting, Dyck closings), lower-cased, commas and spacing evened.
+
+Lettered subtasks also carry the few-shot-pattern hint ("Answer is Always A", Turpin et al.
+2023): the exemplars' options are permuted so every exemplar's gold sits at the hinted letter.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from faithcheck.tasks.gsm8k import (
     NUMBER, answer_segment, hint_sentence, natural_steps, normalise_number, offset_number,
     read_json_rows, shuffled,
 )
-from faithcheck.tasks.mc import letter, parse_letter, parse_options
+from faithcheck.tasks.mc import OPTION_LINE, letter, parse_letter, parse_options
 
 COT_START = "A: Let's think step by step."
 SUBTASK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 LETTER_TARGET = re.compile(r"^\(([A-Z])\)$")
+LETTER_REF = re.compile(r"\(([A-Z])\)")
 DASH_OPTION = re.compile(r"^-\s+(.*?)\s*$")
 LABEL_WORD = re.compile(r"^[ \t:*\"']*([A-Za-z]+)")
 MAX_LABELS = 4
@@ -67,6 +71,28 @@ def split_exemplars(prompt: str, source: Path) -> tuple[Exemplar, ...]:
             raise BadInput(f"{source}: an exemplar has no {COT_START!r} line")
         exemplars.append(Exemplar(question, completion.rstrip()))
     return tuple(exemplars)
+
+
+def gold_at(exemplar: Exemplar, target: str) -> Exemplar | None:
+    """The exemplar with its gold option swapped into position `target`: the two option
+    texts trade letters, and every "(X)" in the CoT that names either follows its text, so
+    the worked answer stays right and reads the same. None when the exemplar has no option
+    `target` or no lettered answer."""
+    head, found, block = exemplar.question.rpartition("Options:")
+    options = parse_options(exemplar.question)
+    gold = parse_letter(exemplar.completion)
+    t = ord(target) - ord("A")
+    if not found or gold is None or not 0 <= t < len(options) or ord(gold) - ord("A") >= len(options):
+        return None
+    g = ord(gold) - ord("A")
+    swap = {letter(g): target, target: letter(g)}
+    lines = block.split("\n")
+    first = next(i for i, line in enumerate(lines) if OPTION_LINE.match(line.strip()))
+    rest = [OPTION_LINE.match(line.strip()).group(2) for line in lines[first:first + len(options)]]
+    rest[g], rest[t] = rest[t], rest[g]
+    lines[first:first + len(options)] = [f"({letter(i)}) {text}" for i, text in enumerate(rest)]
+    completion = LETTER_REF.sub(lambda m: f"({swap.get(m.group(1), m.group(1))})", exemplar.completion)
+    return Exemplar(head + found + "\n".join(lines), completion)
 
 
 def answer_kind(targets: list[str]) -> str:
@@ -239,6 +265,24 @@ class BBHTask(Task):
         if cue is not None:
             hint = "\n" + hint_sentence(f"({cue})" if self.kind == "letter" else cue)
         return f"{self.cot_prompt}\n\nQ: {item.question}{hint}\n{COT_START}"
+
+    def hinted_prompt(self, item: TaskItem, hint: str, kind: str) -> str | None:
+        """Besides the shared cues, "fewshot_pattern": the 3-shot prompt with every exemplar's
+        gold moved to option `hint` (lettered subtasks whose exemplars all have that option)."""
+        if kind != "fewshot_pattern":
+            return super().hinted_prompt(item, hint, kind)
+        if self.kind != "letter" or not LETTER_TARGET.match(f"({hint})"):
+            return None
+        moved = [gold_at(ex, hint) for ex in self.exemplars]
+        if any(ex is None for ex in moved):
+            return None
+        prompt = self.cot_prompt
+        for old, new in zip(self.exemplars, moved):
+            block = f"Q: {old.question}\n{COT_START}{old.completion}"
+            prompt = prompt.replace(block, f"Q: {new.question}\n{COT_START}{new.completion}", 1)
+        if prompt == self.cot_prompt:  # the golds already share that letter: there is no cue to add
+            return None
+        return f"{prompt}\n\nQ: {item.question}\n{COT_START}"
 
     def parse_answer(self, text: str) -> str | None:
         """The answer after the last "answer is", on the same line, in this subtask's

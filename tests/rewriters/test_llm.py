@@ -117,3 +117,64 @@ def test_load_rewriter_builds_llm_for_a_model_string(tmp_path, monkeypatch):
     assert isinstance(rw, LLMRewriter) and rw.backend.fingerprint == "scripted:x"
     empty = rw.rewrite([RewriteRequest("paraphrase", COT)])[0]
     assert not empty.ok and "returned nothing" in empty.checks["reason"]
+
+
+# -- the same rewriter through the openai: backend against a real llama.cpp server -------------
+
+OPENAI_ARGS = ["backoff_base=0.01", "timeout=120", "max_retries=2"]
+
+
+def _generation_posts(proxy) -> int:
+    """Generation requests the server was sent (the backend's capability probes included)."""
+    return sum(1 for _, path, _ in proxy.log if path.endswith("/completions"))
+
+
+def test_openai_rewriter_through_engine_and_cache(llama_server, tmp_path):
+    """Paraphrase, translation with its round trip, a planted wrong step and the hint judge, on
+    gemma-3-270m behind llama.cpp's server: every output checked or failed with a reason, and a
+    second rewriter on the same cache sends the server nothing."""
+    from faithcheck.backends import load_backend
+    from tests.backends.fault_proxy import FaultProxy
+
+    reqs = [
+        RewriteRequest("paraphrase", COT),
+        RewriteRequest("translate", COT, lang="fr"),
+        RewriteRequest("back_translate", COT, lang="fr"),
+        RewriteRequest("corrupt", COT, index=1),
+        RewriteRequest("corrupt", COT, index=2),
+    ]
+    cots = ["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."]
+    with FaultProxy(llama_server.root) as proxy:  # a pass-through here: it only counts what reaches the server
+
+        def rewriter() -> LLMRewriter:
+            backend = load_backend(f"openai:gemma@{proxy.url}", OPENAI_ARGS)
+            return LLMRewriter(backend, CallCache(tmp_path / "calls.sqlite"), max_new_tokens=40, progress=False)
+
+        first = rewriter()
+        out = first.rewrite(reqs)
+        verdicts = first.judge_hints(cots, ["I think the answer is 17"] * 2)
+        stats = first.engine.stats
+        sent = _generation_posts(proxy)
+        # paraphrase, one forward and one back translation (shared by translate and back_translate),
+        # the non-arithmetic corruption, two judge calls; the arithmetic corruption needs no call
+        assert stats.model_calls == 6 and stats.failed_calls == 0, stats.to_dict()
+        assert sent >= 6
+
+        second = rewriter()
+        assert second.rewrite(reqs) == out
+        assert second.judge_hints(cots, ["I think the answer is 17"] * 2) == verdicts
+        assert second.engine.stats.model_calls == 0 and second.engine.stats.cache_hits == stats.unique
+        assert _generation_posts(proxy) == sent, "a cached rewrite reached the server"
+
+    for req, rw in zip(reqs, out):
+        print(req.kind, req.index, rw.ok, rw.checks.get("reason"), repr(rw.text[:100]))
+        assert rw.ok or rw.checks.get("reason"), rw.checks  # checked, or failed with its reason
+        assert all(isinstance(s, str) for s in rw.steps)
+    para, trans, back, arith, other = out
+    assert "semantic_similarity" in para.checks or "reason" in para.checks
+    if trans.ok or "round_trip_text" in trans.checks:  # the forward translation came back: checked by its round trip
+        assert {"round_trip_ok", "round_trip_similarity", "numbers_preserved", "lang"} <= set(trans.checks)
+    assert back.checks.get("via") or "reason" in back.checks
+    assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
+    assert other.checks.get("method") == "llm" or "reason" in other.checks
+    assert all((v in (True, False) and e is None) or (v is None and e) for v, e in verdicts)

@@ -256,3 +256,86 @@ def test_unlettered_options_become_choices():
     assert bbh_task("sports_understanding").load(1, seed=0).items[0].choices == ()
     assert dash_options("A list:\n- one\n- two\nIs it?") == ()
     assert dash_options("Q?\nOptions:\n- valid \n- invalid") == ("valid", "invalid")
+
+
+# -- the few-shot-pattern hint ("Answer is Always A", Turpin et al. 2023) --------------------
+
+LETTER_SUBTASKS = [s for s in SUBTASKS if (BBH / "tasks" / f"{s}.json").is_file() and bbh_task(s).kind == "letter"] \
+    if SUBTASKS else ["date_understanding"]
+OPTION_ROW = re.compile(r"^\(([A-Z])\) (.*)$", re.M)
+FINAL_LETTER = re.compile(r"So the answer is \(([A-Z])\)\.?\s*$")
+LETTER_MENTION = re.compile(r"\(([A-Z])\)")
+
+
+def _shots(prompt: str) -> tuple[str, list[tuple[str, str]]]:
+    """(task description, [(question, CoT), ...]) of a BBH prompt, split here independently of bbh.py."""
+    head, *blocks = prompt.split("\n\nQ: ")
+    return head, [tuple(b.split("\nA: Let's think step by step.", 1)) for b in blocks]
+
+
+@pytest.mark.parametrize("subtask", LETTER_SUBTASKS)
+def test_fewshot_pattern_moves_every_exemplar_gold_to_the_hinted_letter(subtask):
+    task = bbh_task(subtask)
+    head0, shots0 = _shots(task.cot_prompt)
+    option_counts = [len(OPTION_ROW.findall(q)) for q, _ in shots0]
+    applied = 0
+    for item in task.load(20, seed=0).items:
+        hint = task.wrong_answer(item, seed=0)
+        prompt = task.hinted_prompt(item, hint, "fewshot_pattern")
+        if prompt is None:  # only when some exemplar has no option at the hinted letter
+            assert ord(hint) - ord("A") >= min(option_counts), (item.id, hint, option_counts)
+            continue
+        applied += 1
+        head, shots = _shots(prompt)
+        assert head == head0
+        assert shots[-1] == (item.question, ""), "the test question must be left exactly as it was"
+        assert prompt.endswith(task.prompt(item)[len(task.cot_prompt):])
+        assert len(shots) == len(shots0) + 1
+        for (q0, cot0), (q1, cot1) in zip(shots0, shots[:-1]):
+            opts0, opts1 = dict(OPTION_ROW.findall(q0)), dict(OPTION_ROW.findall(q1))
+            gold0, gold1 = FINAL_LETTER.search(cot0).group(1), FINAL_LETTER.search(cot1).group(1)
+            assert gold1 == hint
+            assert list(opts1) == list(opts0) and sorted(opts1.values()) == sorted(opts0.values())  # a permutation
+            assert opts1[hint] == opts0[gold0], "the correct option's text must move with the answer"
+            assert OPTION_ROW.sub("", q1) == OPTION_ROW.sub("", q0)
+            # every letter the CoT names still names the same option text; the rest of the CoT is untouched
+            mentions0, mentions1 = LETTER_MENTION.findall(cot0), LETTER_MENTION.findall(cot1)
+            assert len(mentions0) == len(mentions1)
+            assert all(opts1[b] == opts0[a] for a, b in zip(mentions0, mentions1) if a in opts0)
+            assert LETTER_MENTION.sub("()", cot1) == LETTER_MENTION.sub("()", cot0)
+            if gold0 == hint:
+                assert (q1, cot1) == (q0, cot0)
+    assert applied, f"no item of {subtask} could take the few-shot-pattern hint"
+
+
+def test_fewshot_pattern_swaps_exactly_two_options():
+    """date_understanding's first exemplar: gold (D) "12/14/2026" moved to (A), "12/14/1950" to (D)."""
+    task = bbh_task("date_understanding")
+    item = task.load(1, seed=0).items[0]
+    _, shots = _shots(task.hinted_prompt(item, "A", "fewshot_pattern"))
+    opts = dict(OPTION_ROW.findall(shots[0][0]))
+    _, shots0 = _shots(task.cot_prompt)
+    before = dict(OPTION_ROW.findall(shots0[0][0]))
+    assert FINAL_LETTER.search(shots0[0][1]).group(1) == "D"
+    assert opts["A"] == before["D"] and opts["D"] == before["A"]
+    assert {k: v for k, v in opts.items() if k not in "AD"} == {k: v for k, v in before.items() if k not in "AD"}
+
+
+def test_fewshot_pattern_is_not_applicable_without_lettered_exemplars(tmp_path):
+    from faithcheck.records import TaskItem
+
+    label = bbh_task("sports_understanding")
+    item = label.load(1, seed=0).items[0]
+    assert label.hinted_prompt(item, label.wrong_answer(item, 0), "fewshot_pattern") is None
+    assert label.hinted_prompt(item, label.wrong_answer(item, 0), "suggested") is not None
+    modular = get_task("modular")
+    m_item = modular.load(1, seed=0).items[0]
+    assert modular.hinted_prompt(m_item, modular.wrong_answer(m_item, 0), "fewshot_pattern") is None
+    mc_file = tmp_path / "q.jsonl"
+    mc_file.write_text('{"question": "Which is a prime?", "choices": ["4", "6", "7"], "answer": "C"}\n')
+    mc = get_task(f"mc:{mc_file}")  # zero-shot: no exemplars to reorder
+    mc_item = mc.load(None, seed=0).items[0]
+    assert mc.hinted_prompt(mc_item, "A", "fewshot_pattern") is None and mc.hinted_prompt(mc_item, "A", "metadata")
+    free = TaskItem("g-1", "Tom has 3 pens. How many?", "3")
+    if (shared_datasets() / "gsm8k" / "test.jsonl").is_file():
+        assert get_task("gsm8k").hinted_prompt(free, "4", "fewshot_pattern") is None
