@@ -75,6 +75,9 @@ def peak_rss_mb() -> float:
 
 
 def audit(backend, model: str, task: str, n: int, tmp: Path, tag: str):
+    from faithcheck.rewriters import checks
+
+    checks._EMBEDDINGS.clear()  # each audit embeds its rewrites itself: neither run inherits the other's
     cache = CallCache(tmp / f"{tag}.sqlite")
     config = AuditConfig(model=model, task=task, n=n, out=tmp / tag, progress=False)
     backend.counters.clear()

@@ -172,8 +172,9 @@ class _StopOnText:
         import torch
 
         n_new = input_ids.shape[1] - self.width
+        last = input_ids[:, -1].tolist()
         for i, row in enumerate(self.rows):
-            if self.done_at[i] is None:
+            if self.done_at[i] is None and self.backend._could_stop(last[i], self.stop):
                 new = self.backend._visible(input_ids[i, self.width:].tolist())[0]
                 text = self.backend._continuation(row, new, self.texts[i])
                 if any(s in text for s in self.stop):
@@ -215,6 +216,7 @@ class HFBackend(Backend):
         self._takes_positions = "position_ids" in params
         self._takes_logits_to_keep = "logits_to_keep" in params
         self.counters: Counter[str] = Counter()
+        self._pieces: dict[int, str] = {}
         self.pack_tokens = config.pack_tokens or 2048
         self._tree = self._tree_runner()
         # wide chunks let the prefix tree span many items; each chunk is still committed as it returns
@@ -313,6 +315,16 @@ class HFBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _could_stop(self, token: int, stops: tuple[str, ...]) -> bool:
+        """False only when `token` cannot complete any stop string: its text lacks every stop's
+        last character. Decoding a whole row at every step is what a stop check costs, so
+        this filter is checked first; tokens whose text alone is unreliable (empty, partial
+        UTF-8, a stop ending in a space that the next token may carry) always pass."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._decode([token])
+        return not piece or "\ufffd" in piece or any(not s or s[-1] == " " or s[-1] in piece for s in stops)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -479,7 +491,7 @@ class HFBackend(Backend):
                 for b, (i, tok) in enumerate(zip(live, chosen)):
                     new[i].append(tok)
                     done = tok in self.eos_ids or len(new[i]) >= budget
-                    if not done and stops:
+                    if not done and stops and self._could_stop(tok, stops):
                         done = any(s in self._continuation(rows[i], self._visible(new[i])[0], texts[i]) for s in stops)
                     if not done:
                         keep.append(b)
