@@ -39,6 +39,7 @@ class AuditConfig:
     temperature: float = 0.0
     cache_path: Path | None = None
     progress: bool = True
+    block_items: int = 500  # items whose calls and variants are held at once
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,9 +60,9 @@ def default_run_dir(model: str, task: str) -> Path:
     return Path("reports") / f"{slug}-{date.today().isoformat()}"
 
 
-def _baseline(engine: Engine, task, items: list[TaskItem]) -> list[Trace]:
+def _baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> list[Trace]:
     prompts = [task.prompt(item) for item in items]
-    answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], "baseline CoT")
+    answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], f"baseline CoT{tag}")
     traces = []
     for item, prompt, a in zip(items, prompts, answered):
         traces.append(Trace(item.id, prompt, a.cot, tuple(task.split_steps(a.cot)), a.answer,
@@ -136,8 +137,13 @@ def _judge(probe_objs, rewriter, outcomes: list[Outcome]) -> list[Outcome]:
 
 
 def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None) -> AuditResult:
-    """Run one audit and write its run directory. Pass `backend`/`cache` to reuse loaded ones."""
-    from faithcheck.report.tables import write_run_dir
+    """Run one audit and write its run directory. Pass `backend`/`cache` to reuse loaded ones.
+
+    Items go through in blocks of `config.block_items`: each block's baseline, rewrites,
+    variants and answers are computed, its traces appended to traces.jsonl and its
+    outcome rows kept, and the rest let go, so memory and cost grow with the outcome
+    table only (5,000 items: see benchmarks/scale.py). Scoring runs once on all rows."""
+    from faithcheck.report.tables import append_traces, write_run_dir
 
     started = time.time()
     task = get_task(config.task)
@@ -148,42 +154,71 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
     backend = backend or load_backend(config.model, list(config.model_args))
     cache = cache or CallCache(config.cache_path or default_cache_path())
     engine = Engine(backend, cache, progress=config.progress)
+    run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
+    run_dir.mkdir(parents=True, exist_ok=True)
     try:
         from faithcheck.rewriters import load_rewriter
 
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
-        traces = _baseline(engine, task, items)
-        sampled = _baseline_samples(engine, task, items, config)
-        traces_by_id = {t.item_id: t for t in traces}
-        items_by_id = {i.id: i for i in items}
-        ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
-        variants: list[Variant] = []
-        for probe in probe_objs:
-            for item in items:
-                variants.extend(probe.variants(item, traces_by_id[item.id], ctx))
-        expanded = _expand_samples(variants, config)
-        answered = resolve(engine, task, [q for _, q in expanded], "probe variants")
-        outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
-        outcomes = _judge(probe_objs, rewriter, outcomes)
-        table = pd.DataFrame([o.__dict__ for o in outcomes]) if outcomes else pd.DataFrame(columns=list(Outcome.__dataclass_fields__))
+        traces: list[Trace] = []
+        tables: list[pd.DataFrame] = []
+        samples: list[pd.DataFrame] = []
+        size = max(1, config.block_items)
+        with open(run_dir / "traces.jsonl", "w") as trace_file:
+            for start in range(0, len(items), size):
+                block = items[start:start + size]
+                tag = f" [{start // size + 1}/{-(-len(items) // size)}]" if len(items) > size else ""
+                block_traces, sampled, variants, table = _audit_block(engine, task, probe_objs, block, ctx, rewriter, config, tag)
+                append_traces(trace_file, block_traces, variants, table, sampled)
+                trace_file.flush()
+                traces.extend(block_traces)
+                tables.append(table)
+                if sampled is not None:
+                    samples.append(sampled)
+        table = pd.concat(tables, ignore_index=True) if tables else _empty_outcomes()
+        del tables
+        sampled_all = pd.concat(samples, ignore_index=True) if samples else None
         metrics = _score(probe_objs, table, ctx)
-        if sampled is not None:
-            shift = distribution_shift(table, sampled, config.seed)
+        if sampled_all is not None:
+            shift = distribution_shift(table, sampled_all, config.seed)
             metrics = {n: replace(m, extras={**m.extras, **shift.get(n, {})}) for n, m in metrics.items()}
         cot_acc = wilson(sum(t.correct for t in traces), len(traces))
         verdict = decide(metrics, cot_acc, task.chance, len(items))
-        run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
         summary = write_run_dir(
             run_dir, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
-            variants=[v for v, _ in expanded], table=table, metrics=metrics, cot_accuracy=cot_acc,
+            variants=None, table=table, metrics=metrics, cot_accuracy=cot_acc,
             verdict=verdict, backend=backend, engine_stats=engine.stats, seconds=time.time() - started,
-            baseline_samples=sampled,
+            baseline_samples=sampled_all,
         )
-        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict, sampled)
+        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict, sampled_all)
     finally:
         if own_backend:
             backend.close()
+
+
+def _empty_outcomes() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(Outcome.__dataclass_fields__))
+
+
+def _audit_block(engine: Engine, task, probe_objs, items: list[TaskItem], ctx: ProbeContext, rewriter,
+                 config: AuditConfig, tag: str) -> tuple[list[Trace], pd.DataFrame | None, list[Variant], pd.DataFrame]:
+    """One block of items, end to end up to its outcome rows."""
+    traces = _baseline(engine, task, items, tag)
+    sampled = _baseline_samples(engine, task, items, config)
+    traces_by_id = {t.item_id: t for t in traces}
+    items_by_id = {i.id: i for i in items}
+    ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
+    variants: list[Variant] = []
+    for probe in probe_objs:
+        for item in items:
+            variants.extend(probe.variants(item, traces_by_id[item.id], ctx))
+    expanded = _expand_samples(variants, config)
+    answered = resolve(engine, task, [q for _, q in expanded], f"probe variants{tag}")
+    outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
+    outcomes = _judge(probe_objs, rewriter, outcomes)
+    table = pd.DataFrame([o.__dict__ for o in outcomes]) if outcomes else _empty_outcomes()
+    return traces, sampled, [v for v, _ in expanded], table
 
 
 def _resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:

@@ -122,10 +122,33 @@ def _traces_by_row(run: RunData) -> list[dict | None]:
     return out
 
 
-def item_views(run: RunData) -> list[ItemView]:
+def shown_item_ids(table, item_ids: list[str], limit: int | None, per_probe: int = 12) -> list[str]:
+    """At most `limit` items for the report, in audit order: first up to `per_probe` items whose
+    answer changed under each probe (the evidence behind a flag), then other changed items,
+    then the rest. Every item stays in outcomes.parquet and traces.jsonl."""
+    if limit is None or len(item_ids) <= limit:
+        return item_ids
+    changed = table[table["valid"].astype(bool) & ~table["failed_call"].astype(bool) & (table["same_as_baseline"] == False)]  # noqa: E712
+    chosen: dict[str, None] = {}
+    for _, rows in changed.groupby("probe", sort=False):
+        chosen.update(dict.fromkeys(list(rows["item_id"].unique())[:per_probe]))
+    for pool in (list(changed["item_id"].unique()), item_ids):
+        for i in pool:
+            if len(chosen) >= limit:
+                break
+            chosen.setdefault(i, None)
+    return [i for i in item_ids if i in chosen]
+
+
+def item_views(run: RunData, limit: int | None = None) -> list[ItemView]:
+    """One view per item (at most `limit`, see `shown_item_ids`)."""
     traces = _traces_by_row(run)
     table = run.outcomes.assign(_trace=traces)
     item_ids = list(run.baselines) + [i for i in table["item_id"].unique() if i not in run.baselines]
+    if len(table):
+        item_ids = shown_item_ids(table, item_ids, limit)
+    elif limit is not None:
+        item_ids = item_ids[:limit]
     groups = {k: g for k, g in table.groupby("item_id", sort=False)} if len(table) else {}
     views = []
     for n, item_id in enumerate(item_ids):

@@ -16,7 +16,7 @@ from faithcheck.errors import BadInput
 from faithcheck.report._plots import Series, bar_plot, curve_plot
 from faithcheck.report._rundata import RunData, load_run
 from faithcheck.report.html import (
-    ACCURACY_CONDITIONS, CURVE_PROBES, REWRITE_PROBES, _point, environment, probe_curve, verdict_view,
+    ACCURACY_CONDITIONS, CURVE_PROBES, REPORT_ITEMS, REWRITE_PROBES, _point, environment, probe_curve, verdict_view,
 )
 from faithcheck.report._items import item_views
 from faithcheck.scoring.stats import holm, mcnemar_exact
@@ -120,7 +120,7 @@ def _context(runs: list[RunData], labels: list[str], tests: pd.DataFrame, shared
             curves[probe] = curve_plot([Series(lab, probe_curve(r, probe)) for lab, r in zip(labels, runs)],
                                        probe.replace("_", " "))
     return {
-        "runs": [{"label": lab, "run": r, "summary": r.summary, "verdict": verdict_view(r, item_views(r))}
+        "runs": [{"label": lab, "run": r, "summary": r.summary, "verdict": verdict_view(r, item_views(r, REPORT_ITEMS))}
                  for lab, r in zip(labels, runs)],
         "task": runs[0].summary.get("task"), "n_shared": len(shared), "probes": probes,
         "metrics": {p: m for r in reversed(runs) for p, v in r.summary.get("probes", {}).items() if (m := v.get("metric"))},

@@ -47,6 +47,10 @@ document.querySelectorAll('button[data-action]').forEach(function (b) {
 """
 
 
+# Items shown in full in one report; a larger audit's report shows the items whose answers
+# changed first, and says how many it left to outcomes.parquet and traces.jsonl.
+REPORT_ITEMS = 400
+
 def script_policy(script: str) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     return f"'sha256-{digest}'"
@@ -143,7 +147,7 @@ def hint_kinds(hints: dict) -> list[dict]:
 def run_context(run: RunData) -> dict:
     summary = run.summary
     probes = summary.get("probes", {})
-    views = item_views(run)
+    views = item_views(run, REPORT_ITEMS)
     curves = {}
     for probe in CURVE_PROBES:
         if probe in probes:
@@ -160,6 +164,7 @@ def run_context(run: RunData) -> dict:
         "hint_kinds": hint_kinds(probes.get("hints", {})),
         "distribution_probes": [p for p in probes if "answer_tv_distance" in probes[p].get("extras", {})],
         "items": views,
+        "items_total": len(set(run.baselines) | set(run.outcomes["item_id"])) if len(run.outcomes) else len(run.baselines),
     }
 
 

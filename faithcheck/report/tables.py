@@ -47,21 +47,31 @@ def flat_outcomes(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
+def append_traces(f, traces, variants, table: pd.DataFrame, baseline_samples: pd.DataFrame | None = None) -> None:
+    """Write one block of an audit to an open traces.jsonl: its baselines, then its variants in
+    outcome-row order (the report pairs the two by position within each item and probe)."""
+    for t in traces:
+        f.write(json.dumps({"type": "baseline", **asdict(t)}, ensure_ascii=False) + "\n")
+    for rec in ([] if baseline_samples is None else baseline_samples.to_dict("records")):
+        f.write(json.dumps({"type": "baseline_sample", **rec}, ensure_ascii=False) + "\n")
+    for v, completion, answer in zip(variants, table["completion"], table["answer"]):
+        f.write(json.dumps({"type": "variant", "id": v.id, **asdict(v), "completion": completion,
+                            "answer": answer}, ensure_ascii=False) + "\n")
+
+
 def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, variants, table, metrics, cot_accuracy,
                   verdict, backend, engine_stats, seconds: float, baseline_samples: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The tables, summary, manifest and report. `variants` None: traces.jsonl was already
+    written block by block as the audit ran (`append_traces`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flat = flat_outcomes(table)
     flat.to_parquet(run_dir / "outcomes.parquet", index=False)
     flat.to_csv(run_dir / "outcomes.csv", index=False)
-    with open(run_dir / "traces.jsonl", "w") as f:
-        for t in traces:
-            f.write(json.dumps({"type": "baseline", **asdict(t)}, ensure_ascii=False) + "\n")
-        for rec in ([] if baseline_samples is None else baseline_samples.to_dict("records")):
-            f.write(json.dumps({"type": "baseline_sample", **rec}, ensure_ascii=False) + "\n")
-        for v, (_, row) in zip(variants, table.iterrows()):
-            f.write(json.dumps({"type": "variant", "id": v.id, **asdict(v), "completion": row["completion"],
-                                "answer": row["answer"]}, ensure_ascii=False) + "\n")
+    del flat
+    if variants is not None:
+        with open(run_dir / "traces.jsonl", "w") as f:
+            append_traces(f, traces, variants, table, baseline_samples)
     accuracy = {"cot": cot_accuracy.to_dict()}
     for name in ("no_cot", "filler"):
         if name in metrics and metrics[name].headline_name == "accuracy":
