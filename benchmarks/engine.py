@@ -20,7 +20,8 @@ Figures, per model:
   model_seconds       time spent in model calls (the rest: rewrites and their checks, scoring, report)
   audit_over_baseline full audit wall time / baseline CoT generation wall time (target <= 2);
                       audit_model_over_baseline: the same for model-call time only
-  k16_speedup         K=16 cut points: K separate passes / one prefix-tree call (target >= 5)
+  k16_speedup         K=16 cut points: K separate passes / one prefix-tree call (target >= 5);
+                      for gemma also on logical_deduction, whose 3-shot prompt is ~800 tokens
 The last line printed is one JSON object with all of them and the process's peak RSS.
 """
 
@@ -89,7 +90,7 @@ def audit(backend, model: str, task: str, n: int, tmp: Path, tag: str):
     return result, seconds, dict(backend.counters), rec
 
 
-def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: list[str]) -> dict:
+def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: list[str], long_task: str | None = None) -> dict:
     backend = load_backend(model, model_args)
     runner = backend._tree
     if runner is None:
@@ -132,6 +133,14 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
         "verdict": shared.verdict.label,
     }
     figures.update(early_answering(backend, task, items[0], traces[0], k))
+    if long_task:  # the same on a task whose few-shot prompt is long
+        task = get_task(long_task)
+        item = task.load(1, 0).items[0]
+        trace = _baseline(Engine(backend, None, progress=False), task, [item])[0]
+        long = early_answering(backend, task, item, trace, k)
+        figures.update({f"long_prompt_{key}": value for key, value in long.items()})
+        figures["long_prompt_task"] = long_task
+        figures["long_prompt_tokens"] = len(backend.encode(task.prompt(item)))
     backend.close()
     return figures
 
@@ -158,6 +167,7 @@ def early_answering(backend, task, item, trace, k: int) -> dict:
         "k": k, "k_tree_seconds": round(tree_s, 3), "k_separate_seconds": round(separate_s, 3),
         "k16_speedup" if k == 16 else f"k{k}_speedup": round(separate_s / tree_s, 2),
         "k_tree_tokens": tree_tokens, "k_identical": tree == separate,
+        "k_answer_tokens": task.max_answer_tokens,
     }
 
 
@@ -180,7 +190,8 @@ def main() -> None:
         if not args.skip_gemma:
             if not GEMMA.exists():
                 raise SystemExit(f"{GEMMA} missing: run the tests once (they assemble it) or see README")
-            results["gemma"] = measure(f"hf:{GEMMA}", args.gemma_task, args.gemma_n, args.k, Path(tmp), model_args)
+            results["gemma"] = measure(f"hf:{GEMMA}", args.gemma_task, args.gemma_n, args.k, Path(tmp), model_args,
+                                       long_task="bbh:logical_deduction_three_objects")
             print(json.dumps(results["gemma"], indent=1), flush=True)
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(json.dumps(results))

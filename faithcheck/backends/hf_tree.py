@@ -11,6 +11,7 @@ windowed mask per layer type.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from faithcheck.backends.prefix_tree import Extend, Release, Row, Trie, plan
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 Layers = list[tuple[Any, Any]]  # (keys, values) per layer, shape [1, heads, length, head_dim]
 _MASKABLE = ("sdpa", "eager")
+_KEEP_MIN = 16  # shorter shared prefixes are not worth keeping between batches
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -37,13 +39,16 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 class TreeRunner:
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: HFBackend, keep_tokens: int = 8192):
         self.backend = backend
         self.model = backend.model
         config = self.model.config.get_text_config()
         self.window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         types = getattr(config, "layer_types", None)
         self.per_type = bool(types) and "sliding_attention" in types
+        # prefixes kept across batches (least recently used dropped first), in tokens
+        self._kept: OrderedDict[tuple[int, ...], Layers] = OrderedDict()
+        self.keep_tokens = keep_tokens
 
     # --- one forward pass --------------------------------------------------------------
 
@@ -113,16 +118,37 @@ class TreeRunner:
         planned row with a batch cache holding all but each request's last token."""
         trie = Trie(rows)
         prefixes: dict[int, Layers] = {0: []}
+        paths: dict[int, tuple[int, ...]] = {0: ()}
         for step in plan(trie, max_tokens, max_requests):
             if isinstance(step, Extend):
-                parent = prefixes[step.parent]
-                depths = [trie.depth[n] for n in step.nodes]
-                allowed, _ = self.ancestry(trie, list(step.nodes))
-                prefixes[step.handle] = self.forward(parent, [trie.token[n] for n in step.nodes], depths, allowed)
+                path = paths[step.parent] + tuple(trie.token[n] for n in step.nodes)
+                prefixes[step.handle], paths[step.handle] = self._extend(trie, prefixes[step.parent], paths[step.parent], step, path), path
             elif isinstance(step, Release):
+                del paths[step.handle]
                 del prefixes[step.handle]
             else:
                 decode(list(step.requests), self._row(trie, prefixes[step.prefix], step, rows))
+
+    def _extend(self, trie: Trie, parent: Layers, parent_path: tuple[int, ...], step: Extend, path: tuple[int, ...]) -> Layers:
+        """The chain of `step` on top of `parent`, starting from the longest prefix of `path` kept
+        from an earlier batch (the few-shot prompt every stage of an audit shares)."""
+        start, layers = len(parent_path), parent
+        for key, kept in self._kept.items():
+            if start < len(key) <= len(path) and path[: len(key)] == key:
+                start, layers = len(key), kept
+        if path[:start] in self._kept:
+            self._kept.move_to_end(path[:start])
+        if start < len(path):
+            nodes = list(step.nodes[start - len(parent_path):])
+            allowed, _ = self.ancestry(trie, nodes)
+            layers = self.forward(layers, [trie.token[n] for n in nodes], [trie.depth[n] for n in nodes], allowed)
+        else:
+            self.backend.counters["tokens_reused"] += len(path) - len(parent_path)
+        if len(path) >= _KEEP_MIN and path not in self._kept:
+            self._kept[path] = layers
+            while sum(map(len, self._kept)) > self.keep_tokens and len(self._kept) > 1:
+                self._kept.popitem(last=False)
+        return layers
 
     def _row(self, trie: Trie, prefix: Layers, row: Row, rows: list[list[int]]) -> Any:
         import torch

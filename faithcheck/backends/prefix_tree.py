@@ -136,7 +136,13 @@ def plan(trie: Trie, max_tokens: int, max_requests: int) -> Iterator[Extend | Ro
         yield from below(new, end, list(trie.children[end].values()), trie.ends[end])
         yield Release(new)
 
-    yield from below(0, -1, list(trie.roots.values()), [])
+    roots = list(trie.roots.values())
+    if len(roots) == 1 and not trie.ends[roots[0]] and len(trie.children[roots[0]]) == 1:
+        # the prefix every row shares (a few-shot prompt) is its own step, so that a runner
+        # can keep it for the next batch, whatever the limits
+        yield from descend(0, roots[0])
+    else:
+        yield from below(0, -1, roots, [])
 
 
 def path_tokens(trie: Trie) -> int:

@@ -208,3 +208,16 @@ def test_engine_chunks_follow_the_backend(tiny_gpt2_dir):
     assert Engine(shared, None, progress=False).chunk_size == 64
     assert Engine(plain, None, progress=False).chunk_size == 16
     assert Engine(plain, None, chunk_size=5, progress=False).chunk_size == 5
+
+
+def test_a_shared_prefix_is_kept_for_the_next_batch(tiny_gpt2_dir):
+    """The few-shot prompt every stage of an audit repeats is computed once per backend."""
+    backend = load_backend(f"hf:{tiny_gpt2_dir}", [])
+    shots = " ".join(f"compute ( {i} + {i + 1} ) mod 23 . answer {2 * i + 1} ." for i in range(6))
+    first = [GenerationRequest(shots + f" compute ( {a} + 2 ) mod 23 .", "", 5) for a in range(4)]
+    second = [GenerationRequest(shots + f" compute ( {a} + 9 ) mod 23 .", " so", 5) for a in range(4)]
+    plain, shared = both_ways(backend, first)
+    assert shared == plain and backend.counters["tokens_reused"] == 0
+    plain, shared = both_ways(backend, second)
+    assert shared == plain
+    assert backend.counters["tokens_reused"] >= len(backend.encode(shots)) - 1
