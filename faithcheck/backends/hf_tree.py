@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 Layers = list[tuple[Any, Any]]  # (keys, values) per layer, shape [1, heads, length, head_dim]
 _MASKABLE = ("sdpa", "eager")
 _KEEP_MIN = 16  # shorter shared prefixes are not worth keeping between batches
+_PACK_REQUESTS = 1 << 20  # requests of one packed pass: unbounded (tokens bound it)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -119,7 +120,8 @@ class TreeRunner:
         trie = Trie(rows)
         prefixes: dict[int, Layers] = {0: []}
         paths: dict[int, tuple[int, ...]] = {0: ()}
-        for step in plan(trie, max_tokens, max_requests):
+        # a packed pass is bounded by tokens only; its requests then decode in batches
+        for step in plan(trie, max_tokens, _PACK_REQUESTS):
             if isinstance(step, Extend):
                 path = paths[step.parent] + tuple(trie.token[n] for n in step.nodes)
                 prefixes[step.handle], paths[step.handle] = self._extend(trie, prefixes[step.parent], paths[step.parent], step, path), path
@@ -127,7 +129,12 @@ class TreeRunner:
                 del paths[step.handle]
                 del prefixes[step.handle]
             else:
-                decode(list(step.requests), self._row(trie, prefixes[step.prefix], step, rows))
+                layers, request_paths = self._row(trie, prefixes[step.prefix], step, rows)
+                n = len(step.requests)
+                size = -(-n // -(-n // max_requests))  # balanced batches of at most max_requests
+                for at in range(0, n, size):
+                    batch = list(step.requests[at:at + size])
+                    decode(batch, self._batch_cache(layers, [request_paths[r] for r in batch]))
 
     def _extend(self, trie: Trie, parent: Layers, parent_path: tuple[int, ...], step: Extend, path: tuple[int, ...]) -> Layers:
         """The chain of `step` on top of `parent`, starting from the longest prefix of `path` kept
@@ -150,9 +157,10 @@ class TreeRunner:
                 self._kept.popitem(last=False)
         return layers
 
-    def _row(self, trie: Trie, prefix: Layers, row: Row, rows: list[list[int]]) -> Any:
+    def _row(self, trie: Trie, prefix: Layers, row: Row, rows: list[list[int]]) -> tuple[Layers, dict[int, Any]]:
+        """The row's packed pass, and each request's path in it: the cache positions of every
+        token of its row but the last."""
         import torch
-        from transformers import DynamicCache
 
         n_prefix = prefix[0][0].shape[-2] if prefix else 0
         nodes = [n for root in row.roots for n in trie.subtree(root) if trie.children[n]]
@@ -160,7 +168,7 @@ class TreeRunner:
         allowed, index = self.ancestry(trie, nodes)
         if nodes:
             layers = self.forward(prefix, [trie.token[n] for n in nodes], [trie.depth[n] for n in nodes], allowed)
-        paths = []
+        paths = {}
         for r in row.requests:
             end = trie.end_node[r]
             if end == row.prefix_node:
@@ -172,7 +180,14 @@ class TreeRunner:
                     path = torch.cat([path, n_prefix + allowed[index[parent]].nonzero()[:, 0]])
             if len(path) != len(rows[r]) - 1:
                 raise RuntimeError(f"prefix tree: request path has {len(path)} tokens, expected {len(rows[r]) - 1}")
-            paths.append(path)
+            paths[r] = path
+        return layers, paths
+
+    def _batch_cache(self, layers: Layers, paths: list[Any]) -> Any:
+        """A left-padded batch cache of the given paths (None when every path is empty)."""
+        import torch
+        from transformers import DynamicCache
+
         width = max(len(p) for p in paths)
         if width == 0:
             return None

@@ -91,6 +91,7 @@ def both_ways(backend: HFBackend, requests: list[GenerationRequest]):
         backend._tree = runner
     backend.counters.clear()
     shared = backend.generate(requests)
+    assert backend.counters["tree_fallbacks"] == 0, "the prefix tree failed and plain batches answered"
     return plain, shared
 
 
@@ -221,3 +222,13 @@ def test_a_shared_prefix_is_kept_for_the_next_batch(tiny_gpt2_dir):
     plain, shared = both_ways(backend, second)
     assert shared == plain
     assert backend.counters["tokens_reused"] >= len(backend.encode(shots)) - 1
+
+
+def test_eager_attention_takes_the_packed_path_too(tiny_gpt2_dir):
+    backend = load_backend(f"hf:{tiny_gpt2_dir}", ["batch_size=4"])
+    backend.model.set_attn_implementation("eager")
+    assert backend.model.config._attn_implementation == "eager"
+    _, variants = audit_like_requests(backend, "modular", 3, 20, k_cuts=3)
+    plain, shared = both_ways(backend, variants)
+    assert shared == plain and backend.counters["packed_passes"] >= 1
+    assert_logits_close(backend, variants, 1e-4)
