@@ -19,7 +19,9 @@ Figures, per model:
   speedup_vs_naive    wall time with plain batches / wall time with prefix sharing
   model_seconds       time spent in model calls (the rest: rewrites and their checks, scoring, report)
   audit_over_baseline full audit wall time / baseline CoT generation wall time (target <= 2);
-                      audit_model_over_baseline: the same for model-call time only
+                      audit_model_over_baseline: the same for model-call time only;
+                      generated_over_baseline: tokens the audit generates / tokens the baseline
+                      generates (hints and competence controls write whole new CoTs)
   k16_speedup         K=16 cut points: K separate passes / one prefix-tree call (target >= 5);
                       for gemma also on logical_deduction, whose 3-shot prompt is ~800 tokens
 The last line printed is one JSON object with all of them and the process's peak RSS.
@@ -102,7 +104,8 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
     # the baseline CoTs alone, with sharing
     cache = CallCache(tmp / f"{model.replace('/', '_')}-baseline.sqlite")
     start = time.perf_counter()
-    traces = _baseline(Engine(backend, cache, progress=False), task, items)
+    baseline_engine = Engine(backend, cache, progress=False)
+    traces = _baseline(baseline_engine, task, items)
     baseline_seconds = time.perf_counter() - start
 
     shared, shared_s, counters, rec = audit(backend, model, task_name, n, tmp, "shared")
@@ -129,6 +132,9 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
         "baseline_seconds": round(baseline_seconds, 2),
         "audit_over_baseline": round(shared_s / baseline_seconds, 2),
         "audit_model_over_baseline": round(model_s / baseline_seconds, 2),
+        "generated_tokens": rec.generated,
+        "baseline_generated_tokens": baseline_engine.stats.generated_tokens,
+        "generated_over_baseline": round(rec.generated / max(1, baseline_engine.stats.generated_tokens), 2),
         "identical_answers": bool(same),
         "verdict": shared.verdict.label,
     }
