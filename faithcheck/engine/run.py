@@ -159,7 +159,7 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
     try:
         from faithcheck.rewriters import load_rewriter
 
-        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
+        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache, config.progress)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         traces: list[Trace] = []
         tables: list[pd.DataFrame] = []

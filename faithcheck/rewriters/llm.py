@@ -295,7 +295,7 @@ class LLMRewriter(Rewriter):
 
 
 @rewriters.register("llm", "any backend's model (--rewriter MODEL): paraphrase, translation, planted mistakes, hint judge")
-def llm(target: str, args: list[str] | None = None, cache: CallCache | None = None) -> LLMRewriter:
+def llm(target: str, args: list[str] | None = None, cache: CallCache | None = None, progress: bool = True) -> LLMRewriter:
     from faithcheck.backends import load_backend
 
-    return LLMRewriter(load_backend(target, args or []), cache)
+    return LLMRewriter(load_backend(target, args or []), cache, progress=progress)
