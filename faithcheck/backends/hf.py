@@ -217,7 +217,7 @@ class HFBackend(Backend):
         self._takes_logits_to_keep = "logits_to_keep" in params
         self.counters: Counter[str] = Counter()
         self._pieces: dict[int, str] = {}
-        self.pack_tokens = config.pack_tokens or 2048
+        self.pack_tokens = config.pack_tokens or 512
         self._tree = self._tree_runner()
         # wide chunks let the prefix tree span many items; each chunk is still committed as it returns
         self.chunk_size = 16 * self.batch_size if self._tree is not None else 4 * self.batch_size

@@ -120,7 +120,15 @@ class TreeRunner:
         trie = Trie(rows)
         prefixes: dict[int, Layers] = {0: []}
         paths: dict[int, tuple[int, ...]] = {0: ()}
-        # a packed pass is bounded by tokens only; its requests then decode in batches
+        # A packed pass is bounded by tokens only. Requests wait until a full batch of them
+        # (from one or several packed passes) can decode together.
+        pending: list[tuple[int, Layers, Any]] = []
+
+        def flush() -> None:
+            if pending:
+                decode([r for r, _, _ in pending], self._batch_cache([(layers, path) for _, layers, path in pending]))
+                pending.clear()
+
         for step in plan(trie, max_tokens, _PACK_REQUESTS):
             if isinstance(step, Extend):
                 path = paths[step.parent] + tuple(trie.token[n] for n in step.nodes)
@@ -130,11 +138,11 @@ class TreeRunner:
                 del prefixes[step.handle]
             else:
                 layers, request_paths = self._row(trie, prefixes[step.prefix], step, rows)
-                n = len(step.requests)
-                size = -(-n // -(-n // max_requests))  # balanced batches of at most max_requests
-                for at in range(0, n, size):
-                    batch = list(step.requests[at:at + size])
-                    decode(batch, self._batch_cache(layers, [request_paths[r] for r in batch]))
+                for r in step.requests:
+                    pending.append((r, layers, request_paths[r]))
+                    if len(pending) >= max_requests:
+                        flush()
+        flush()
 
     def _extend(self, trie: Trie, parent: Layers, parent_path: tuple[int, ...], step: Extend, path: tuple[int, ...]) -> Layers:
         """The chain of `step` on top of `parent`, starting from the longest prefix of `path` kept
@@ -183,22 +191,24 @@ class TreeRunner:
             paths[r] = path
         return layers, paths
 
-    def _batch_cache(self, layers: Layers, paths: list[Any]) -> Any:
-        """A left-padded batch cache of the given paths (None when every path is empty)."""
+    def _batch_cache(self, paths: list[tuple[Layers, Any]]) -> Any:
+        """A left-padded batch cache of the given paths, each in its own packed pass's keys and
+        values (None when every path is empty)."""
         import torch
         from transformers import DynamicCache
 
-        width = max(len(p) for p in paths)
+        width = max(len(p) for _, p in paths)
         if width == 0:
             return None
-        gather = torch.zeros(len(paths), width, dtype=torch.long)
-        for i, p in enumerate(paths):
-            gather[i, width - len(p):] = p
-        flat = gather.flatten().to(self.model.device)
         cache = DynamicCache(config=self.model.config)
-        for layer, (k, v) in enumerate(layers):
-            heads, dim = k.shape[1], k.shape[-1]
-            kb = k[0].index_select(1, flat).view(heads, len(paths), width, dim).transpose(0, 1).contiguous()
-            vb = v[0].index_select(1, flat).view(heads, len(paths), width, v.shape[-1]).transpose(0, 1).contiguous()
+        for layer in range(len(paths[0][0])):
+            k0, v0 = paths[0][0][layer]
+            kb = k0.new_zeros(len(paths), k0.shape[1], width, k0.shape[-1])
+            vb = v0.new_zeros(len(paths), v0.shape[1], width, v0.shape[-1])
+            for i, (layers, path) in enumerate(paths):
+                if len(path):
+                    index = path.to(k0.device)
+                    kb[i, :, width - len(path):] = layers[layer][0][0].index_select(1, index)
+                    vb[i, :, width - len(path):] = layers[layer][1][0].index_select(1, index)
             cache.update(kb, vb, layer)
         return cache
