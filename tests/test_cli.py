@@ -1,6 +1,7 @@
 """The command line: exit statuses, messages naming the file/row/flag, and a real audit's run directory."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,6 @@ def test_estimate_runs_nothing_but_calibration(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "model calls" in res.stdout and "time estimate" in res.stdout
     assert not (tmp_path / "run").exists()
+    figures = {m.group(1): int(m.group(2).replace(",", "")) for m in re.finditer(r"^\s+(\w[\w ]*?):\s+~([\d,]+)", res.stdout, re.M)}
+    # prefix sharing: the organism computes fewer tokens than it is sent and generates
+    assert 0 < figures["computed tokens"] < figures["prompt tokens"] + figures["generated tokens"]
