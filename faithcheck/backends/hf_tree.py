@@ -4,9 +4,10 @@ A `Row` is one packed forward pass over the row's subtrees, on top of a cached p
 the tokens sit in one sequence, each attends to its ancestors only (a tree-shaped 4D mask)
 and takes its depth as position id, so every token sees exactly what it would see in its
 own sequence. Its requests then branch off: each one's key/value path is gathered into a
-left-padded batch cache and `model.generate` continues from the last prompt token, exactly
-as for a plain left-padded batch. Models with sliding-window layers (Gemma 3) get their own
-windowed mask per layer type.
+left-padded batch cache (requests of several rows fill one batch) and the backend decodes
+greedily from the last prompt token, exactly as for a plain left-padded batch. Models with
+sliding-window layers (Gemma 3) get their own windowed mask per layer type. The prompt every
+batch shares (a few-shot prefix) is kept between batches.
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ class TreeRunner:
     # --- a batch of requests -----------------------------------------------------------
 
     def run(self, rows: list[list[int]], max_tokens: int, max_requests: int, decode: Any) -> None:
-        """Compute `rows` along the prefix tree; `decode(request_ids, cache)` is called once per
-        planned row with a batch cache holding all but each request's last token."""
+        """Compute `rows` along the prefix tree; `decode(request_ids, cache)` is called for each
+        batch of at most `max_requests` requests, with a left-padded batch cache holding all
+        but each request's last token."""
         trie = Trie(rows)
         prefixes: dict[int, Layers] = {0: []}
         paths: dict[int, tuple[int, ...]] = {0: ()}
