@@ -130,8 +130,12 @@ def shown_item_ids(table, item_ids: list[str], limit: int | None, per_probe: int
         return item_ids
     changed = table[table["valid"].astype(bool) & ~table["failed_call"].astype(bool) & (table["same_as_baseline"] == False)]  # noqa: E712
     chosen: dict[str, None] = {}
-    for _, rows in changed.groupby("probe", sort=False):
-        chosen.update(dict.fromkeys(list(rows["item_id"].unique())[:per_probe]))
+    groups = list(changed.groupby("probe", sort=False))
+    per = min(per_probe, max(1, limit // max(1, len(groups))))  # every probe's evidence fits the limit
+    for _, rows in groups:
+        for i in list(rows["item_id"].unique())[:per]:
+            if len(chosen) < limit:
+                chosen.setdefault(i, None)
     for pool in (list(changed["item_id"].unique()), item_ids):
         for i in pool:
             if len(chosen) >= limit:

@@ -104,6 +104,18 @@ def test_items_open_to_baseline_beside_variants(tmp_path: Path, make_run) -> Non
     assert '<span class="cont">Answer: 12</span>' in html
 
 
+def test_a_big_run_shows_changed_items_first_and_says_how_many(tmp_path: Path, make_run, monkeypatch) -> None:
+    import faithcheck.report.html as html_module
+
+    monkeypatch.setattr(html_module, "REPORT_ITEMS", 4)
+    # answers change on odd items only (same = even items)
+    html = render_run(make_run(tmp_path / "run", n_items=12)).read_text()
+    assert html.count('<details class="item"') == 4
+    assert "showing 4 of 12 items" in html
+    shown = re.findall(r'<details class="item" id="item-\d+" data-changed="(\d)"', html)
+    assert shown == ["1"] * 4
+
+
 def test_word_diff_segments() -> None:
     left, right = word_diff("a b c", "a x c")
     assert left == [("same", "a "), ("del", "b"), ("same", " c")]
