@@ -52,17 +52,22 @@ GEMMA = Path.home() / ".cache" / "faithcheck" / "gemma-3-270m-q4_k_m.gguf"
 
 
 class Recorder:
-    """Wraps a backend's generate to keep every prompt row and count generated tokens."""
+    """Wraps a backend's generate to keep every request and count generated tokens (their
+    prompts are tokenised afterwards, in `rows`, outside the timed audit)."""
 
     def __init__(self, backend):
-        self.backend, self.rows, self.generated = backend, [], 0
+        self.backend, self.requests, self.generated = backend, [], 0
         self._generate = backend.generate
+
+    @property
+    def rows(self) -> list[list[int]]:
+        b = self.backend
+        return [b.encode(b.render(r.prompt, r.prefill)) for r in self.requests]
 
     def __enter__(self):
         def generate(requests):
             out = self._generate(requests)
-            b = self.backend
-            self.rows.extend(b.encode(b.render(r.prompt, r.prefill)) for r in requests)
+            self.requests.extend(requests)
             self.generated += sum(c.n_generated_tokens for c in out)
             return out
 
@@ -119,7 +124,7 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
     naive_model_s = json.loads((naive.run_dir / "manifest.json").read_text())["engine"]["seconds"]
     figures = {
         "model": model, "task": task_name, "items": n, "probes": list(shared.config.probes),
-        "model_calls": len(rec.rows), "outcomes": len(shared.outcomes),
+        "model_calls": len(rec.requests), "outcomes": len(shared.outcomes),
         "tokens_computed": counters.get("tokens_computed", 0),
         "prefix_tree_tokens": limit,
         "ratio": round(counters.get("tokens_computed", 0) / limit, 3),

@@ -172,13 +172,9 @@ class _StopOnText:
         import torch
 
         n_new = input_ids.shape[1] - self.width
-        last = input_ids[:, -1].tolist()
         for i, row in enumerate(self.rows):
-            if self.done_at[i] is None and self.backend._could_stop(last[i], self.stop):
-                new = self.backend._visible(input_ids[i, self.width:].tolist())[0]
-                text = self.backend._continuation(row, new, self.texts[i])
-                if any(s in text for s in self.stop):
-                    self.done_at[i] = n_new
+            if self.done_at[i] is None and self.backend._hit_stop(row, input_ids[i, self.width:].tolist(), self.texts[i], self.stop):
+                self.done_at[i] = n_new
         return torch.tensor([d is not None for d in self.done_at], dtype=torch.bool, device=input_ids.device)
 
 
@@ -224,7 +220,7 @@ class HFBackend(Backend):
 
     def _tree_runner(self) -> TreeRunner | None:
         """The prefix-tree runner when the model supports it and matches plain passes on load."""
-        from faithcheck.backends.hf_tree import TreeRunner, unsupported_reason
+        from faithcheck.backends.hf_tree import unsupported_reason  # looked up at call time: tests replace it
 
         if self.config.prefix_sharing == "off":
             return None
@@ -251,12 +247,11 @@ class HFBackend(Backend):
         packed, plain = self.next_token_logits(rows, runner), self.next_token_logits(rows, None)
         return max(float((a - b).abs().max() / (b.abs().max() + 1e-6)) for a, b in zip(packed, plain))
 
-    def next_token_logits(self, rows: list[list[int]], runner: TreeRunner | None | str = "default") -> list[Any]:
+    def next_token_logits(self, rows: list[list[int]], runner: TreeRunner | None) -> list[Any]:
         """Logits for the token after each row: through the prefix tree (`runner`) or, with
         None, one plain left-padded pass. Used to check the tree against plain passes."""
         import torch
 
-        runner = self._tree if runner == "default" else runner
         out: list[Any] = [None] * len(rows)
         with torch.inference_mode():
             if runner is None:
@@ -315,6 +310,14 @@ class HFBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _hit_stop(self, row: list[int], new: list[int], text: str, stops: tuple[str, ...]) -> bool:
+        """Whether the text of `new` (tokens after `row`) contains a stop string, given that it
+        did not before the last token."""
+        if not stops or not new or not self._could_stop(new[-1], stops):
+            return False
+        written = self._continuation(row, self._visible(new)[0], text)
+        return any(s in written for s in stops)
 
     def _could_stop(self, token: int, stops: tuple[str, ...]) -> bool:
         """False only when `token` cannot complete any stop string: its text lacks every stop's
@@ -470,7 +473,6 @@ class HFBackend(Backend):
         import torch
 
         inputs = self._left_pad(rows)
-        width = inputs["input_ids"].shape[1]
         mask = inputs["attention_mask"]
         positions = mask.sum(-1, keepdim=True) - 1  # each row's last prompt token
         step_ids = inputs["input_ids"][:, -1:]
@@ -490,10 +492,7 @@ class HFBackend(Backend):
                 keep = []
                 for b, (i, tok) in enumerate(zip(live, chosen)):
                     new[i].append(tok)
-                    done = tok in self.eos_ids or len(new[i]) >= budget
-                    if not done and stops and self._could_stop(tok, stops):
-                        done = any(s in self._continuation(rows[i], self._visible(new[i])[0], texts[i]) for s in stops)
-                    if not done:
+                    if not (tok in self.eos_ids or len(new[i]) >= budget or self._hit_stop(rows[i], new[i], texts[i], stops)):
                         keep.append(b)
                 if not keep:
                     break

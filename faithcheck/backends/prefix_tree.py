@@ -99,7 +99,7 @@ class Release:
 
 def plan(trie: Trie, max_tokens: int, max_requests: int) -> Iterator[Extend | Row | Release]:
     """The steps that compute every node of `trie` about once, with at most `max_tokens` nodes
-    in a packed pass and `max_requests` requests decoding together.
+    and `max_requests` requests in one packed pass.
 
     Only a chain shared by requests that cannot all sit in one row is computed on its own;
     the rest is packed. Cached prefixes are released as soon as the planner leaves them, so
@@ -143,8 +143,3 @@ def plan(trie: Trie, max_tokens: int, max_requests: int) -> Iterator[Extend | Ro
         yield from descend(0, roots[0])
     else:
         yield from below(0, -1, roots, [])
-
-
-def path_tokens(trie: Trie) -> int:
-    """Distinct prefix-tree tokens: the least any computation of these rows can forward."""
-    return len(trie)

@@ -66,6 +66,17 @@ def test_corrupt_routes_arithmetic_to_rules_and_checks_llm_steps(tmp_path):
     assert other.steps[2].endswith("left.") and other.steps[:2] == COT[:2]
 
 
+# one of each rewrite; the arithmetic step's corruption is done by rule, the other by the LLM
+LLM_REQUESTS = [
+    RewriteRequest("paraphrase", COT),
+    RewriteRequest("translate", COT, lang="fr"),
+    RewriteRequest("back_translate", COT, lang="fr"),
+    RewriteRequest("corrupt", COT, index=1),
+    RewriteRequest("corrupt", COT, index=2),
+]
+JUDGED_COTS = ["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."]
+
+
 @pytest.fixture(scope="module")
 def gemma_rewriter_factory(gemma_backend, tmp_path_factory):
     path = tmp_path_factory.mktemp("rewriter_cache") / "calls.sqlite"
@@ -74,17 +85,11 @@ def gemma_rewriter_factory(gemma_backend, tmp_path_factory):
 
 @pytest.mark.slow  # about 1.5 min of generation after a 30-140 s model load on a shared 2-core machine
 def test_gemma_rewriter_through_engine_and_cache(gemma_rewriter_factory):
-    reqs = [
-        RewriteRequest("paraphrase", COT),
-        RewriteRequest("translate", COT, lang="fr"),
-        RewriteRequest("back_translate", COT, lang="fr"),
-        RewriteRequest("corrupt", COT, index=1),
-        RewriteRequest("corrupt", COT, index=2),
-    ]
+    reqs = LLM_REQUESTS
     first = gemma_rewriter_factory()
     start = time.time()
     out = first.rewrite(reqs)
-    verdicts = first.judge_verbalizes_hint(["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."], "I think the answer is 17")
+    verdicts = first.judge_verbalizes_hint(JUDGED_COTS, "I think the answer is 17")
     elapsed = time.time() - start
     stats = first.engine.stats
     print(f"gemma rewriter: {elapsed:.1f}s, {stats.model_calls} calls; ok={[r.ok for r in out]}; judge={verdicts}")
@@ -105,7 +110,7 @@ def test_gemma_rewriter_through_engine_and_cache(gemma_rewriter_factory):
 
     second = gemma_rewriter_factory()
     assert second.rewrite(reqs) == out
-    assert second.judge_verbalizes_hint(["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."], "I think the answer is 17") == verdicts
+    assert second.judge_verbalizes_hint(JUDGED_COTS, "I think the answer is 17") == verdicts
     assert second.engine.stats.model_calls == 0 and second.engine.stats.cache_hits == stats.unique
 
 
@@ -136,14 +141,8 @@ def test_openai_rewriter_through_engine_and_cache(llama_server, tmp_path):
     from faithcheck.backends import load_backend
     from tests.backends.fault_proxy import FaultProxy
 
-    reqs = [
-        RewriteRequest("paraphrase", COT),
-        RewriteRequest("translate", COT, lang="fr"),
-        RewriteRequest("back_translate", COT, lang="fr"),
-        RewriteRequest("corrupt", COT, index=1),
-        RewriteRequest("corrupt", COT, index=2),
-    ]
-    cots = ["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17."]
+    reqs = LLM_REQUESTS
+    cots = JUDGED_COTS
     with FaultProxy(llama_server.root) as proxy:  # a pass-through here: it only counts what reaches the server
 
         def rewriter() -> LLMRewriter:
