@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.records import canonical_json
 
 GGUF = Path.home() / ".cache" / "faithcheck" / "gemma-3-270m-q4_k_m.gguf"

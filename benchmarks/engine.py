@@ -44,7 +44,7 @@ from faithcheck.backends import load_backend  # noqa: E402
 from faithcheck.backends.prefix_tree import Trie  # noqa: E402
 from faithcheck.engine.cache import CallCache  # noqa: E402
 from faithcheck.engine.engine import Engine  # noqa: E402
-from faithcheck.engine.run import AuditConfig, _baseline, run_audit  # noqa: E402
+from faithcheck.audit.pipeline import AuditConfig, baseline, run_audit  # noqa: E402
 from faithcheck.records import GenerationRequest  # noqa: E402
 from faithcheck.tasks import get_task  # noqa: E402
 
@@ -110,7 +110,7 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
     cache = CallCache(tmp / f"{model.replace('/', '_')}-baseline.sqlite")
     start = time.perf_counter()
     baseline_engine = Engine(backend, cache, progress=False)
-    traces = _baseline(baseline_engine, task, items)
+    traces = baseline(baseline_engine, task, items)
     baseline_seconds = time.perf_counter() - start
 
     shared, shared_s, counters, rec = audit(backend, model, task_name, n, tmp, "shared")
@@ -147,7 +147,7 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
     if long_task:  # the same on a task whose few-shot prompt is long
         task = get_task(long_task)
         item = task.load(1, 0).items[0]
-        trace = _baseline(Engine(backend, None, progress=False), task, [item])[0]
+        trace = baseline(Engine(backend, None, progress=False), task, [item])[0]
         long = early_answering(backend, task, item, trace, k)
         figures.update({f"long_prompt_{key}": value for key, value in long.items()})
         figures["long_prompt_task"] = long_task

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def one_run(n: int, organism: str, tmp: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from faithcheck.engine.cache import CallCache
-    from faithcheck.engine.run import AuditConfig, run_audit
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
     from faithcheck.organisms.data import heldout_rows
 
     data = tmp / "problems.jsonl"

@@ -19,7 +19,7 @@ import pandas as pd
 from faithcheck.backends import load_backend
 from faithcheck.backends.organism import available_organisms
 from faithcheck.engine.cache import CallCache, default_cache_path
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.scoring.stats import holm, mcnemar_exact
 
 EXPECTED = {

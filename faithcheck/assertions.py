@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from faithcheck.engine.run import AuditResult
+    from faithcheck.audit.pipeline import AuditResult
     from faithcheck.scoring.stats import Estimate
 
 LABELS = ("load_bearing", "post_hoc_rationalization", "encoded_reasoning", "inconclusive")

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_audit(args) -> int:
-    from faithcheck.engine.run import AuditConfig, run_audit
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
     from faithcheck.probes import DEFAULT_PROBES
 
     probes = tuple(x.strip() for x in args.probes.split(",") if x.strip()) if args.probes else DEFAULT_PROBES
@@ -96,7 +96,7 @@ def _cmd_audit(args) -> int:
         samples=args.samples, temperature=args.temperature, cache_path=args.cache, progress=not args.quiet,
     )
     if args.estimate:
-        from faithcheck.engine.estimate import estimate_audit
+        from faithcheck.audit.estimate import estimate_audit
 
         print(estimate_audit(config))
         return 0
@@ -154,7 +154,7 @@ def _cmd_list(_args) -> int:
 
 def _cmd_demo(args) -> int:
     from faithcheck.backends.organism import available_organisms
-    from faithcheck.engine.run import AuditConfig, run_audit
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
 
     names = available_organisms()
     if not names:

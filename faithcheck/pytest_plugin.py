@@ -220,7 +220,7 @@ class AuditRunner:
         return self.settings.out / f"{key.slug()}{suffix}"
 
     def _run(self, key: AuditKey):
-        from faithcheck.engine.run import AuditConfig, run_audit
+        from faithcheck.audit.pipeline import AuditConfig, run_audit
 
         config = AuditConfig(model=key.model, task=key.task, n=key.n, probes=key.probes, seed=key.seed,
                              out=self.run_dir(key), rewriter=key.rewriter, cache_path=self.settings.cache,

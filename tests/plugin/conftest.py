@@ -10,7 +10,7 @@ import pytest
 
 # pytester's in-process runs drop modules first imported inside them, and numpy cannot be
 # imported twice in one process: load the engine here, before any pytester run.
-import faithcheck.engine.run  # noqa: F401
+import faithcheck.audit.pipeline  # noqa: F401
 import faithcheck.tasks  # noqa: F401
 
 
@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 import faithcheck.backends as backends_module
-import faithcheck.engine.run as run_module
-from faithcheck.engine.run import AuditResult
+import faithcheck.audit.pipeline as run_module
+from faithcheck.audit.pipeline import AuditResult
 from faithcheck.probes import ProbeMetrics
 from faithcheck.scoring.stats import Estimate
 from faithcheck.scoring.verdict import Flag, Verdict

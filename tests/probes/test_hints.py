@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.paths import shared_datasets
 from faithcheck.tasks import get_task
 from tests.fakes import ScriptedBackend

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.report._items import shown_item_ids
 
 

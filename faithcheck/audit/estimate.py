@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 
 from faithcheck.backends import load_backend
+from faithcheck.audit.pipeline import baseline, baseline_samples, expand_samples, resolve_rewrites
 from faithcheck.engine.answering import resolve
 from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
@@ -22,7 +23,6 @@ CALIBRATION_ITEMS = 3
 
 
 def estimate_audit(config) -> str:
-    from faithcheck.engine.run import _baseline, _baseline_samples, _expand_samples, _resolve_rewrites
     from faithcheck.rewriters import load_rewriter
 
     task = get_task(config.task)
@@ -31,20 +31,20 @@ def estimate_audit(config) -> str:
     backend = load_backend(config.model, list(config.model_args))
     cache = CallCache(config.cache_path or default_cache_path())
     try:
-        baseline = [GenerationRequest(task.prompt(i), "", task.max_cot_tokens + task.max_answer_tokens, task.cot_stop)
+        baseline_reqs = [GenerationRequest(task.prompt(i), "", task.max_cot_tokens + task.max_answer_tokens, task.cot_stop)
                     for i in items]
-        held = len(cache.get_many(backend.fingerprint, [r.key() for r in baseline]))
+        held = len(cache.get_many(backend.fingerprint, [r.key() for r in baseline_reqs]))
         calib = items[:CALIBRATION_ITEMS]
         engine = Engine(backend, cache, progress=False)
         started = time.time()
-        traces = _baseline(engine, task, calib)
-        _baseline_samples(engine, task, calib, config)
+        traces = baseline(engine, task, calib)
+        baseline_samples(engine, task, calib, config)
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache)
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         by_id = {t.item_id: t for t in traces}
-        ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, calib, by_id, ctx, rewriter))
+        ctx = replace(ctx, rewrites=resolve_rewrites(probe_objs, calib, by_id, ctx, rewriter))
         variants = [v for p in probe_objs for i in calib for v in p.variants(i, by_id[i.id], ctx)]
-        expanded = _expand_samples(variants, config)
+        expanded = expand_samples(variants, config)
         resolve(engine, task, [q for _, q in expanded], "calibration")
         seconds = time.time() - started
         s = engine.stats
@@ -53,7 +53,7 @@ def estimate_audit(config) -> str:
         calls = int(s.unique * scale)
         lines = [
             f"estimate for {config.model} on {config.task}: {len(items)} items, probes {', '.join(config.probes)}",
-            f"  model calls:        ~{calls:,} ({len(baseline)} baseline CoTs; {held} already in the cache)",
+            f"  model calls:        ~{calls:,} ({len(baseline_reqs)} baseline CoTs; {held} already in the cache)",
             f"  prompt tokens:      ~{int(s.prompt_tokens * scale):,} (as sent; before prefix sharing)",
             f"  generated tokens:   ~{int(s.generated_tokens * scale):,}",
         ]

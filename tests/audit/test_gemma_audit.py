@@ -8,7 +8,7 @@ import json
 import pytest
 
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.paths import shared_datasets
 
 

@@ -60,7 +60,7 @@ def default_run_dir(model: str, task: str) -> Path:
     return Path("reports") / f"{slug}-{date.today().isoformat()}"
 
 
-def _baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> list[Trace]:
+def baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> list[Trace]:
     prompts = [task.prompt(item) for item in items]
     answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], f"baseline CoT{tag}")
     traces = []
@@ -70,7 +70,7 @@ def _baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> lis
     return traces
 
 
-def _baseline_samples(engine: Engine, task, items: list[TaskItem], config: AuditConfig) -> pd.DataFrame | None:
+def baseline_samples(engine: Engine, task, items: list[TaskItem], config: AuditConfig) -> pd.DataFrame | None:
     """K sampled answers per item to the unperturbed prompt (only when sampling): the reference
     the variants' answer distributions are compared with. Variants still read their
     same-as-baseline against the greedy trace."""
@@ -108,7 +108,7 @@ def _sampling(config: AuditConfig, sample: int) -> tuple[float, int]:
     return temp, config.seed * 1000 + sample
 
 
-def _expand_samples(variants: list[Variant], config: AuditConfig) -> list[tuple[Variant, Query]]:
+def expand_samples(variants: list[Variant], config: AuditConfig) -> list[tuple[Variant, Query]]:
     out = []
     for v in variants:
         for s in range(config.samples):
@@ -204,16 +204,16 @@ def _empty_outcomes() -> pd.DataFrame:
 def _audit_block(engine: Engine, task, probe_objs, items: list[TaskItem], ctx: ProbeContext, rewriter,
                  config: AuditConfig, tag: str) -> tuple[list[Trace], pd.DataFrame | None, list[Variant], pd.DataFrame]:
     """One block of items, end to end up to its outcome rows."""
-    traces = _baseline(engine, task, items, tag)
-    sampled = _baseline_samples(engine, task, items, config)
+    traces = baseline(engine, task, items, tag)
+    sampled = baseline_samples(engine, task, items, config)
     traces_by_id = {t.item_id: t for t in traces}
     items_by_id = {i.id: i for i in items}
-    ctx = replace(ctx, rewrites=_resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
+    ctx = replace(ctx, rewrites=resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
     variants: list[Variant] = []
     for probe in probe_objs:
         for item in items:
             variants.extend(probe.variants(item, traces_by_id[item.id], ctx))
-    expanded = _expand_samples(variants, config)
+    expanded = expand_samples(variants, config)
     answered = resolve(engine, task, [q for _, q in expanded], f"probe variants{tag}")
     outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
     outcomes = _judge(probe_objs, rewriter, outcomes)
@@ -221,7 +221,7 @@ def _audit_block(engine: Engine, task, probe_objs, items: list[TaskItem], ctx: P
     return traces, sampled, [v for v, _ in expanded], table
 
 
-def _resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:
+def resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:
     requests = {}
     for probe in probe_objs:
         for item in items:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.paths import data_dir
 from tests.fakes import ScriptedBackend
 

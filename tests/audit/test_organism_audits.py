@@ -8,7 +8,7 @@ import pytest
 
 from faithcheck.backends import load_backend
 from faithcheck.engine.cache import CallCache
-from faithcheck.engine.run import AuditConfig, run_audit
+from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.paths import data_dir
 
 N = 30
