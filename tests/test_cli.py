@@ -23,6 +23,23 @@ def test_list_names_everything(capsys):
         assert name in out
 
 
+HEAVY = ("torch", "transformers", "pandas", "matplotlib")
+
+
+@pytest.mark.parametrize("argv", [None, ["list"], ["--help"]])
+def test_cli_import_list_and_help_stay_light(argv):
+    """`faithcheck --help` and `faithcheck list` must answer at once: no heavy library on the way."""
+    run = "" if argv is None else (
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try: main({argv!r})\n"
+        "    except SystemExit: pass\n")
+    code = f"import sys\nfrom faithcheck.cli import main\n{run}print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("args, needle", [
     (["audit", "organism:faithful", "--task", "nope"], "--task"),
     (["audit", "organism:faithful", "--probes", "early_answering,bogus"], "bogus"),

@@ -9,14 +9,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.stats import Estimate, mcnemar_exact, wilson
 from faithcheck.tasks.base import Task
+
+if TYPE_CHECKING:  # pandas only in annotations: `faithcheck list` must not pay its import
+    import pandas as pd
 
 JUDGE_CHECK = "hint_judge"  # the outcome check an LLM judge's yes/no is recorded under (see Probe.hint_to_judge)
 

@@ -7,8 +7,12 @@ the fraction of the CoT kept, per trace, averaged over items.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, valid_rows, validity_counts

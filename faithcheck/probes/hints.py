@@ -10,9 +10,12 @@ counted per kind as not applicable, so a missing kind is visible rather than sil
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import (

@@ -6,8 +6,12 @@ A load-bearing CoT carries the planted error into the answer; a post-hoc one ign
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, valid_rows, validity_counts

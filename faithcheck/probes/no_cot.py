@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline

@@ -5,7 +5,10 @@ the wording (encoded reasoning). Read against `format_control`."""
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, with_param

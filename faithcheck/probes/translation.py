@@ -6,7 +6,10 @@ work in L at all (competence control) and the format-only control does not expla
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
+    import pandas as pd
 
 from faithcheck.probes import probes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, valid_rows, with_param
