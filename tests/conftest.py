@@ -71,6 +71,17 @@ def gemma_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen_gguf() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) from its pip packages, assembled and verified once."""
+    from faithcheck.pretrained import PretrainedUnavailable, qwen_gguf
+
+    try:
+        return qwen_gguf()
+    except PretrainedUnavailable as exc:
+        pytest.skip(f"Qwen GGUF unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
 def gemma_backend(gemma_gguf: Path):
     """The gemma GGUF loaded once through the hf backend (about 30-70 s and 3.3 GB of memory)."""
     pytest.importorskip("gguf", reason="GGUF support missing: pip install faithcheck[gguf]")
