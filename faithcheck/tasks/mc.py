@@ -8,8 +8,10 @@ lettered-option helpers here are shared with `bbh`, whose questions use the same
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from string import ascii_uppercase
@@ -60,10 +62,16 @@ def parse_letter(text: str) -> str | None:
     return (m.group(1) or m.group(2)) if m else None
 
 
-def gold_letter(answer: str, choices: tuple[str, ...]) -> str:
-    """The letter of a gold answer given as a letter ("B", "(b)") or as a choice's text.
-    A single letter is read as a letter: that is how such files almost always mean it."""
-    answer = answer.strip()
+def gold_letter(answer: Any, choices: tuple[str, ...]) -> str:
+    """The letter of a gold answer given as a letter ("B", "(b)"), a 0-based index (2, "2";
+    Hugging Face's MMLU) or a choice's exact text. A single letter is read as a letter: that
+    is how such files almost always mean it. A number that is both a choice's text and an
+    index of another choice is ambiguous and refused."""
+    if isinstance(answer, bool):
+        raise ValueError(f"answer {answer!r} is neither a letter, an index nor a choice")
+    if isinstance(answer, int):
+        return _index_letter(answer, choices)
+    answer = str(answer).strip()
     m = LETTER_GOLD.match(answer)
     if m:
         index = ascii_uppercase.index(m.group(1).upper())
@@ -71,22 +79,56 @@ def gold_letter(answer: str, choices: tuple[str, ...]) -> str:
             raise ValueError(f"answer {answer!r} is past the last of {len(choices)} choices")
         return letter(index)
     matches = [i for i, c in enumerate(choices) if c == answer]
-    if not matches:
-        raise ValueError(f"answer {answer!r} is neither a letter nor one of the choices")
     if len(matches) > 1:
         raise ValueError(f"answer {answer!r} matches several choices")
+    if re.fullmatch(r"\d+", answer):
+        index = int(answer)
+        if matches and index < len(choices) and index != matches[0]:
+            raise ValueError(f"answer {answer!r} is ambiguous: the text of choice {letter(matches[0])} "
+                             f"and the index of choice {letter(index)}")
+        return letter(matches[0]) if matches else _index_letter(index, choices)
+    if not matches:
+        raise ValueError(f"answer {answer!r} is neither a letter, an index nor one of the choices")
     return letter(matches[0])
 
 
+def _index_letter(index: int, choices: tuple[str, ...]) -> str:
+    if not 0 <= index < len(choices):
+        raise ValueError(f"answer index {index} is outside 0..{len(choices) - 1} (indices count from 0)")
+    return letter(index)
+
+
+def lettered_options(row: dict[str, Any]) -> list[Any] | None:
+    """The options of a row laid out as lettered columns ("A", "B", ... as in MMLU CSVs), in
+    letter order, trailing empty ones dropped (a file's E column is empty for 4-option rows);
+    None when the row has no "A" column."""
+    keys = {k.strip().upper(): k for k in row if isinstance(k, str) and len(k.strip()) == 1}
+    if "A" not in keys:
+        return None
+    options = []
+    for ch in ascii_uppercase:
+        if ch not in keys:
+            break
+        options.append(row[keys[ch]])
+    while options and options[-1] in (None, ""):
+        options.pop()
+    return options
+
+
 def mc_item(row: Any, row_no: int, id_prefix: str, split_choices: bool) -> TaskItem:
-    """One item from a parsed row; ValueError (with the reason) when the row is malformed."""
+    """One item from a parsed row; ValueError (with the reason) when the row is malformed.
+    Options come from a `choices` list (in CSV: `|`-separated) or from lettered columns."""
     if not isinstance(row, dict):
         raise ValueError("row is not an object")
-    missing = [k for k in ("question", "choices", "answer") if row.get(k) in (None, "")]
+    row = {(k.strip().lower() if isinstance(k, str) and len(k.strip()) > 1 else k): v for k, v in row.items()}
+    raw = row.get("choices")
+    if raw in (None, ""):
+        raw = lettered_options(row)
+    missing = [k for k, v in (("question", row.get("question")), ("choices (or columns A, B, ...)", raw),
+                              ("answer", row.get("answer"))) if v in (None, "")]
     if missing:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
     question = str(row["question"]).strip()
-    raw = row["choices"]
     if split_choices and isinstance(raw, str):
         raw = raw.split(CSV_CHOICE_SEP)
     if not isinstance(raw, list):
@@ -98,9 +140,14 @@ def mc_item(row: Any, row_no: int, id_prefix: str, split_choices: bool) -> TaskI
         raise ValueError(f"has {len(choices)} choices; at most {len(ascii_uppercase)} can be lettered")
     if any(not c for c in choices):
         raise ValueError("a choice is empty")
-    answer = gold_letter(str(row["answer"]), choices)
+    answer = gold_letter(row["answer"], choices)
     item_id = str(row["id"]).strip() if row.get("id") not in (None, "") else f"{id_prefix}-{row_no:04d}"
     return TaskItem(id=item_id, question=question, answer=answer, choices=choices)
+
+
+def headerless_row(record: list[str]) -> dict[str, Any]:
+    """A CSV row without a header, in the original MMLU layout: question, the options, answer."""
+    return {"question": record[0], "choices": list(record[1:-1]), "answer": record[-1]}
 
 
 class MCTask(Task):
@@ -134,17 +181,33 @@ class MCTask(Task):
                         rows.append((row_no, ValueError(f"bad JSON: {e.msg} at column {e.colno}")))
             return rows
         reader = csv.reader(text.splitlines(keepends=True))
-        header = [h.strip() for h in next(reader, [])]
-        start = reader.line_num + 1
-        for record in reader:
-            row_no, start = start, reader.line_num + 1  # a quoted field may span lines
+        first = next(reader, [])
+        # a header names a `question` column; without one the file is in MMLU's original
+        # layout (question, options..., answer) and its first line is already a row
+        header = [h.strip() for h in first] if "question" in (h.strip().lower() for h in first) else None
+        width, what = (len(header), "the header") if header else (len(first), "the first row")
+        records = itertools.chain([] if header else [(1, first)], self._numbered(reader))
+        for row_no, record in records:
             if not any(field.strip() for field in record):
                 continue
-            if len(record) != len(header):
-                rows.append((row_no, ValueError(f"has {len(record)} fields, the header has {len(header)}")))
-            else:
+            if len(record) != width:
+                rows.append((row_no, ValueError(f"has {len(record)} fields, {what} has {width}")))
+            elif header:
                 rows.append((row_no, dict(zip(header, record))))
+            elif width < 4:
+                rows.append((row_no, ValueError(f"has {width} fields; a file without a header needs "
+                                                "question, at least 2 options, answer")))
+            else:
+                rows.append((row_no, headerless_row(record)))
         return rows
+
+    @staticmethod
+    def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
+        """Records with the line each starts on (a quoted field may span lines)."""
+        start = reader.line_num + 1
+        for record in reader:
+            row_no, start = start, reader.line_num + 1
+            yield row_no, record
 
     @cached_property
     def all_items(self) -> LoadResult:
@@ -192,8 +255,9 @@ class MCTask(Task):
 
 @tasks.register("mc", "generic multiple choice from a JSONL or CSV file (mc:PATH)")
 def mc(arg: str = "") -> MCTask:
-    """`mc:PATH` to a .jsonl (choices: a list) or .csv (choices: "a|b|c") with question,
-    choices, answer (a letter or a choice's text) and an optional id."""
+    """`mc:PATH` to a .jsonl or .csv with a question, its options (a `choices` list, in CSV
+    "a|b|c", or lettered columns A, B, ... as in MMLU, with or without a header row), the
+    answer (a letter, a 0-based index or a choice's text) and an optional id."""
     if not arg:
         raise BadInput("--task mc needs a file: mc:PATH (.jsonl or .csv)")
     return MCTask(Path(arg))

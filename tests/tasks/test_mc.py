@@ -138,3 +138,82 @@ def test_format_options_round_trips():
     choices = ("red", "green (dark)", "blue")
     assert parse_options("Options:\n" + format_options(choices) + "\nAnswer:") == choices
     assert parse_options("no options here") == ()
+
+
+def test_mmlu_csv_with_a_header_lettered_columns_letter_answers(tmp_path):
+    path = tmp_path / "mmlu.csv"
+    path.write_text(
+        "Question,A,B,C,D,E,Answer,subject\n"                         # 1: header, any case, extra columns ignored
+        '"Largest planet, by mass?",Mars,Jupiter,Venus,Earth,,B,astronomy\n'  # 2: E empty -> 4 options
+        "Pick the vowel,b,c,e,d,f,C,letters\n"                        # 3: 5 options
+        "No options at all,,,,,,A,x\n"                                # 4: no options -> skipped
+        "Gap,x,,z,w,,A,x\n"                                           # 5: empty middle option -> skipped
+        "Too short,x,y\n"                                             # 6: wrong field count -> skipped
+    )
+    result = get_task(f"mc:{path}").load(None, seed=0)
+    by_id = {i.id: i for i in result.items}
+    assert set(by_id) == {"mc-0002", "mc-0003"}
+    assert by_id["mc-0002"].question == "Largest planet, by mass?"
+    assert by_id["mc-0002"].choices == ("Mars", "Jupiter", "Venus", "Earth") and by_id["mc-0002"].answer == "B"
+    assert by_id["mc-0003"].choices == ("b", "c", "e", "d", "f") and by_id["mc-0003"].answer == "C"
+    reasons = {s.row: s.reason for s in result.skipped}
+    assert sorted(reasons) == [4, 5, 6]
+    assert "at least 2 choices, has 0" in reasons[4]
+    assert "empty" in reasons[5] and "header has 8" in reasons[6]
+
+
+def test_mmlu_csv_without_a_header(tmp_path):
+    """Hendrycks et al.'s original MMLU files: no header, question, 4 options, answer letter."""
+    path = tmp_path / "abstract_algebra_test.csv"
+    path.write_text(
+        "Find the degree of Q(sqrt(2)) over Q.,0,4,2,6,C\n"          # 1: the first line is a row
+        '"Statement 1 | a, b",True,False,"True, True",Neither,A\n'    # 2: quoted commas and a |
+        "Only three fields,x,A\n"                                     # 3: wrong field count
+        "Which index?,p,q,r,s,3\n"                                    # 4: answer as 0-based index
+        "Bad letter,p,q,r,s,F\n"                                      # 5: letter past the options
+    )
+    result = get_task(f"mc:{path}").load(None, seed=0)
+    by_id = {i.id: i for i in result.items}
+    assert set(by_id) == {"mc-0001", "mc-0002", "mc-0004"}
+    assert by_id["mc-0001"].choices == ("0", "4", "2", "6") and by_id["mc-0001"].answer == "C"
+    assert by_id["mc-0002"].question == "Statement 1 | a, b"
+    assert by_id["mc-0002"].choices == ("True", "False", "True, True", "Neither")
+    assert by_id["mc-0004"].answer == "D"
+    reasons = {s.row: s.reason for s in result.skipped}
+    assert sorted(reasons) == [3, 5]
+    assert "first row has 6" in reasons[3] and "past the last" in reasons[5]
+
+
+def test_jsonl_lettered_keys_and_answers_as_index_letter_or_text(tmp_path):
+    path = write_jsonl(tmp_path / "set.jsonl", [
+        {"question": "HF MMLU style", "choices": ["w", "x", "y", "z"], "answer": 2},       # 1 int index
+        {"question": "lettered keys", "A": "red", "B": "blue", "C": "green", "answer": "blue"},  # 2 text
+        {"question": "index as text", "choices": ["p", "q"], "answer": "1"},             # 3 "1" -> B
+        {"question": "numbers", "choices": ["10", "20", "30"], "answer": "20"},          # 4 text, not an index
+        {"question": "ambiguous", "choices": ["2", "1", "0"], "answer": "1"},            # 5 text B, index B: fine
+        {"question": "ambiguous", "choices": ["1", "0", "5"], "answer": "1"},            # 6 text A vs index B
+        {"question": "out of range", "choices": ["p", "q"], "answer": 2},                # 7
+        {"question": "negative", "choices": ["p", "q"], "answer": -1},                   # 8
+        {"question": "bool", "choices": ["p", "q"], "answer": True},                     # 9
+        {"question": "no options", "answer": "A"},                                       # 10
+    ])
+    result = get_task(f"mc:{path}").load(None, seed=0)
+    got = {i.id: (i.choices, i.answer) for i in result.items}
+    assert got == {
+        "mc-0001": (("w", "x", "y", "z"), "C"),
+        "mc-0002": (("red", "blue", "green"), "B"),
+        "mc-0003": (("p", "q"), "B"),
+        "mc-0004": (("10", "20", "30"), "B"),
+        "mc-0005": (("2", "1", "0"), "B"),
+    }
+    reasons = {s.row: s.reason for s in result.skipped}
+    assert sorted(reasons) == [6, 7, 8, 9, 10]
+    assert "ambiguous" in reasons[6] and "outside 0..1" in reasons[7] and "outside 0..1" in reasons[8]
+    assert "missing field(s): choices" in reasons[10]
+
+
+def test_csv_choices_column_with_index_answers(tmp_path):
+    path = tmp_path / "set.csv"
+    path.write_text("question,choices,answer\nfirst?,a|b|c,0\nlast?,a|b|c,2\n")
+    items = sorted(get_task(f"mc:{path}").load(None, seed=0).items, key=lambda i: i.id)
+    assert [(i.id, i.answer) for i in items] == [("mc-0002", "A"), ("mc-0003", "C")]
