@@ -35,6 +35,14 @@ if "$PY" -c "import llama_cpp, llama_cpp.server, sys; sys.exit(llama_cpp.__versi
     exit 0
 fi
 
+# a failed compile costs ~10 minutes: `make test` does not retry it on every call
+FAILED_MARK="$VENV/.llama_server_build_failed"
+if [ "$(cat "$FAILED_MARK" 2>/dev/null)" = "$VERSION" ] && [ -z "${LLAMA_RETRY:-}" ]; then
+    echo "install_llama_server: building llama-cpp-python $VERSION failed before ($(cat "$REASON_FILE" 2>/dev/null));" \
+         "not retrying (LLAMA_RETRY=1 to retry)" >&2
+    exit 0
+fi
+
 for tool in cmake cc c++; do
     command -v "$tool" >/dev/null || give_up "no '$tool' on PATH (needed to compile llama.cpp)"
 done
@@ -47,8 +55,9 @@ echo "install_llama_server: installing llama-cpp-python[server]==$VERSION into $
      "(CMAKE_ARGS='$CMAKE_ARGS', jobs=$CMAKE_BUILD_PARALLEL_LEVEL; ~10 min when not cached)"
 if ! "$PY" -m pip install --disable-pip-version-check --prefer-binary \
         "llama-cpp-python[server]==$VERSION"; then
+    echo "$VERSION" >"$FAILED_MARK"
     give_up "pip install llama-cpp-python[server]==$VERSION failed (see the log above)"
 fi
 "$PY" -c "import llama_cpp.server" 2>/dev/null || give_up "installed, but 'import llama_cpp.server' fails"
-rm -f "$REASON_FILE"
+rm -f "$REASON_FILE" "$FAILED_MARK"
 echo "install_llama_server: done in $(( $(date +%s) - start ))s"
