@@ -57,10 +57,12 @@ def distribution_shift(outcomes: pd.DataFrame, baseline_samples: pd.DataFrame, s
             p, q = baseline[item], answer_distribution(g["answer"])
             per_variant.append((item, total_variation(p, q), mode_mass(p, q)))
         table = pd.DataFrame(per_variant, columns=["item_id", "tv", "mass"]).groupby("item_id").mean()
-        out[str(probe)] = {name: _labelled(bootstrap_mean(table[col].to_numpy(), seed))
+        out[str(probe)] = {name: _labelled(bootstrap_mean(table[col].to_numpy(), seed, bounded=True))
                            for name, col in (("answer_tv_distance", "tv"), ("baseline_mode_mass", "mass"))}
     return out
 
 
 def _labelled(est: Estimate) -> Estimate:
-    return Estimate(est.estimate, est.ci_low, est.ci_high, est.n, "bootstrap over items of per-variant distances")
+    method = "bootstrap over items of per-variant distances" + ("; degenerate sample: Wilson interval of the mean"
+                                                                 if est.degenerate else "")
+    return Estimate(est.estimate, est.ci_low, est.ci_high, est.n, method, degenerate=est.degenerate)

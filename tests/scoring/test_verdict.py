@@ -89,3 +89,12 @@ def test_too_many_failed_rewrites_is_inconclusive():
     m["paraphrase"] = ProbeMetrics("paraphrase", "same_as_baseline", est(0.1, p=1e-9), counts={"variants": 100, "valid": 30})
     out = v.decide(m, ACC, CHANCE, 100)
     assert out.label == "inconclusive" and "paraphrase: 30/100 valid" in out.reason
+
+
+def test_a_mostly_unparseable_probe_is_not_read():
+    """Truncation answers that could not be parsed say nothing: no load-bearing reading from them."""
+    m = metrics()
+    m["early_answering"] = ProbeMetrics("early_answering", "aoc", est(0.6), {"same_at_0": est(0.05)},
+                                        counts={"variants": 100, "valid": 100, "unparseable": 80})
+    out = v.decide(m, ACC, CHANCE, 100)
+    assert out.label == "inconclusive" and "mostly unparseable under early_answering" in out.reason
