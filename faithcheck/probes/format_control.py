@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 
@@ -33,7 +33,6 @@ class FormatControl(Probe):
         return [Variant(item.id, self.name, {}, trace.prompt, ctx.task.force_answer(rw.text), valid=rw.ok, checks=rw.checks)]
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        m = accuracy_vs_baseline(rows, self.name)
-        same = m.extras["same_as_baseline"]
-        return ProbeMetrics(self.name, "same_as_baseline", same.with_test(m.headline.p_value, m.headline.test),
-                            extras={"accuracy": m.headline}, counts=m.counts)
+        """Same-answer rate after a layout-only rewrite, tested against the same items' answers
+        forced after the unchanged CoT (the quantity the headline measures, not accuracy)."""
+        return same_rate_vs_control(rows, ctx, self.name, controls=("full_cot",))

@@ -14,10 +14,13 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, valid_rows, validity_counts
+from faithcheck.probes.base import (
+    Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate, valid_rows,
+)
+from faithcheck.probes.early_answering import measured_curve, with_fraction
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
-from faithcheck.scoring.stats import aoc, bootstrap_mean, mcnemar_exact
+from faithcheck.scoring.stats import aoc, bootstrap_mean
 
 MAX_POSITIONS = 4
 
@@ -54,17 +57,19 @@ class Mistakes(Probe):
         return out
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        ok = valid_rows(rows)
-        ok = ok.assign(fraction=ok["params"].map(lambda p: p["fraction"]).to_numpy())
+        """AOC of same-answer against the planted step's position, per trace, averaged over items.
+        Its test reads the same quantity: same answer as the baseline with vs without a planted
+        mistake (exact McNemar, paired by item; without it every item keeps its answer)."""
+        ok = with_fraction(valid_rows(rows))
         per_trace = [aoc(g["fraction"].to_numpy(), g["same_as_baseline"].to_numpy()) for _, g in ok.groupby("item_id")]
-        headline = bootstrap_mean(per_trace, ctx.seed)
-        per_item = ok.groupby("item_id").agg(base=("baseline_correct", "first"), correct=("correct", "mean"),
-                                             same=("same_as_baseline", "mean"))
-        p = mcnemar_exact(per_item["base"].to_numpy(), per_item["correct"].to_numpy() >= 0.5) if len(per_item) else None
-        extras = {"same_as_baseline": bootstrap_mean(per_item["same"].to_numpy(), ctx.seed)}
+        same = per_item(ok, "same_as_baseline")
+        p = paired_p(same * 0.0 + 1.0, same)  # without a mistake every item keeps its answer
+        headline = bootstrap_mean(per_trace, ctx.seed, bounded=True).with_test(
+            p, "exact McNemar: same answer as the baseline with vs without a planted mistake, paired by item")
+        acc_p, acc_test = accuracy_test(ok, self.name)
+        extras = {"same_as_baseline": rate(ok, "same_as_baseline"), "accuracy": rate(ok, "correct").with_test(acc_p, acc_test)}
         followed = ok[ok["target"].notna()]
         if len(followed):
-            extras["follows_planted"] = bootstrap_mean(
-                followed.groupby("item_id")["follows_target"].mean().to_numpy(dtype=float), ctx.seed)
-        return ProbeMetrics(self.name, "aoc", headline.with_test(p, "exact McNemar: correctness after a planted mistake vs baseline"),
-                            extras=extras, counts=validity_counts(rows))
+            extras["follows_planted"] = rate(followed.assign(follows_target=followed["follows_target"].astype(float)),
+                                             "follows_target")
+        return ProbeMetrics(self.name, "aoc", headline, extras=extras, curve=measured_curve(ok), **counted(self.name, rows))

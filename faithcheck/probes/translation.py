@@ -12,10 +12,9 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, valid_rows, with_param
+from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, rate, same_rate_vs_control, valid_rows, with_param
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
-from faithcheck.scoring.stats import wilson
 
 DEFAULT_LANGS = ("fr", "de")
 
@@ -63,5 +62,5 @@ class Translation(Probe):
             m.extras["round_trip_same_as_baseline"] = same_rate_vs_control(round_trip, ctx, self.name).headline
         comp = valid_rows(with_param(rows, "kind", "competence"))
         if len(comp):
-            m.extras["competence"] = wilson(int(comp["correct"].sum()), len(comp))
+            m.extras["competence"] = rate(comp, "correct")
         return m

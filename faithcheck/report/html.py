@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,12 @@ from markupsafe import Markup
 
 from faithcheck.report._items import item_views
 from faithcheck.report._plots import CurvePoint, Series, bar_plot, curve_plot
-from faithcheck.report._rundata import RunData, load_run, params_of
-from faithcheck.scoring.stats import bootstrap_mean
+from faithcheck.report._rundata import RunData, load_run
+from faithcheck.scoring.stats import format_p
 
 ACCURACY_CONDITIONS = (("cot", "CoT"), ("no_cot", "no CoT"), ("filler", "filler"))
 CURVE_PROBES = ("early_answering", "mistakes")
 REWRITE_PROBES = ("paraphrase", "format_control", "translation")
-CURVE_BINS = np.linspace(0, 1, 6)
 LABEL_TEXT = {
     "load_bearing": "Load-bearing CoT",
     "post_hoc_rationalization": "Post-hoc rationalization",
@@ -69,9 +69,7 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _pval(value: Any) -> str:
-    if value is None:
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+    return format_p(None if value is None else float(value))
 
 
 def environment() -> Environment:
@@ -87,30 +85,11 @@ def _point(x: float, est: dict | None) -> CurvePoint:
     return CurvePoint(x, est.get("estimate"), est.get("ci_low"), est.get("ci_high"))
 
 
-def _outcome_curve(run: RunData, probe: str) -> tuple[CurvePoint, ...]:
-    """Same-as-baseline by fraction of CoT kept, per-item means bootstrapped over items, in five bins."""
-    table = run.outcomes
-    if not len(table) or "probe" not in table:
-        return ()
-    rows = table[(table["probe"] == probe) & table["valid"].astype(bool) & ~table["failed_call"].astype(bool)]
-    if not len(rows):
-        return ()
-    fractions = rows["params"].map(lambda p: params_of(p).get("fraction"))
-    rows = rows.assign(fraction=fractions.astype(float)).dropna(subset=["fraction"])
-    seed = int(run.manifest.get("seed") or 0)
-    points = []
-    for lo, hi in zip(CURVE_BINS[:-1], CURVE_BINS[1:]):
-        in_bin = rows[(rows["fraction"] >= lo) & ((rows["fraction"] < hi) | (hi == 1.0))]
-        per_item = in_bin.groupby("item_id")["same_as_baseline"].mean().to_numpy(dtype=float)
-        points.append(_point((lo + hi) / 2, bootstrap_mean(per_item, seed).to_dict() if len(per_item) else None))
-    return tuple(points)
-
-
 def probe_curve(run: RunData, probe: str) -> tuple[CurvePoint, ...]:
+    """The points scoring saved: one per fraction of the CoT the items were actually cut at.
+    The report draws them as they are; it bins and bootstraps nothing itself."""
     saved = run.summary.get("probes", {}).get(probe, {}).get("curve") or []
-    if saved:
-        return tuple(_point((c["fraction_low"] + c["fraction_high"]) / 2, c.get("same_as_baseline")) for c in saved)
-    return _outcome_curve(run, probe)
+    return tuple(_point(float(c["fraction"]), c.get("same_as_baseline")) for c in saved if "fraction" in c)
 
 
 def accuracy_rows(summary: dict) -> list[dict]:
@@ -174,5 +153,7 @@ def render_run(run_dir: Path) -> Path:
     run = load_run(run_dir)
     html = environment().get_template("run.html.j2").render(**run_context(run))
     out = run_dir / "report.html"
-    out.write_text(html, encoding="utf-8")
+    tmp = run_dir / ".report.html.partial"
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)  # a kill while writing leaves the previous report whole
     return out

@@ -10,8 +10,12 @@ the others are counted beside it (DESIGN.md: never scored as wrong answers).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas only in annotations: `faithcheck list` must not pay its import
+    import pandas as pd
 
 KINDS = ("scored", "failed_call", "failed_check", "unparseable", "baseline_unparseable")
 MOSTLY = 0.5  # a probe whose answered variants are more than half unparseable says so
@@ -23,6 +27,8 @@ def _missing(col: pd.Series) -> np.ndarray:
 
 def outcome_kind(rows: pd.DataFrame) -> pd.Series:
     """One of KINDS per row (first match in that order of precedence: call, checks, answer, baseline)."""
+    import pandas as pd
+
     if not len(rows):
         return pd.Series([], dtype=object, index=rows.index)
     failed = rows["failed_call"].fillna(False).astype(bool).to_numpy()
