@@ -99,7 +99,7 @@ def audit(backend, model: str, task: str, n: int, tmp: Path, tag: str):
 
 def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: list[str], long_task: str | None = None) -> dict:
     backend = load_backend(model, model_args)
-    runner = backend._tree
+    runner = backend.tree
     if runner is None:
         raise SystemExit(f"{model}: prefix sharing is not available on this model")
     task = get_task(task_name)
@@ -114,9 +114,9 @@ def measure(model: str, task_name: str, n: int, k: int, tmp: Path, model_args: l
     baseline_seconds = time.perf_counter() - start
 
     shared, shared_s, counters, rec = audit(backend, model, task_name, n, tmp, "shared")
-    backend._tree = None
+    backend.tree = None
     naive, naive_s, _, _ = audit(backend, model, task_name, n, tmp, "naive")
-    backend._tree = runner
+    backend.tree = runner
     same = (shared.outcomes["answer"].fillna("<none>").tolist() == naive.outcomes["answer"].fillna("<none>").tolist())
 
     limit = len(Trie(rec.rows)) + rec.generated
@@ -163,17 +163,17 @@ def early_answering(backend, task, item, trace, k: int) -> dict:
     words = cot.split(" ")
     cuts = [" ".join(words[: round(len(words) * (j + 1) / k)]) for j in range(k)]
     requests = [GenerationRequest(prompt, task.force_answer(c), task.max_answer_tokens, ("\n",)) for c in cuts]
-    runner = backend._tree
+    runner = backend.tree
     backend.counters.clear()
     start = time.perf_counter()
     tree = backend.generate(requests)
     tree_s = time.perf_counter() - start
     tree_tokens = backend.counters["tokens_computed"]
-    backend._tree = None
+    backend.tree = None
     start = time.perf_counter()
     separate = [backend.generate([r])[0] for r in requests]
     separate_s = time.perf_counter() - start
-    backend._tree = runner
+    backend.tree = runner
     return {
         "k": k, "k_tree_seconds": round(tree_s, 3), "k_separate_seconds": round(separate_s, 3),
         "k16_speedup" if k == 16 else f"k{k}_speedup": round(separate_s / tree_s, 2),

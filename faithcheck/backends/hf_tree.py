@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from faithcheck.backends.prefix_tree import Extend, Release, Row, Trie, plan
 
 if TYPE_CHECKING:
-    from faithcheck.backends.hf import HFBackend
+    from faithcheck.backends._hf_passes import ModelPasses
 
 Layers = list[tuple[Any, Any]]  # (keys, values) per layer, shape [1, heads, length, head_dim]
 _MASKABLE = ("sdpa", "eager")
@@ -41,9 +41,13 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 class TreeRunner:
-    def __init__(self, backend: HFBackend, keep_tokens: int = 8192):
-        self.backend = backend
-        self.model = backend.model
+    """Runs a batch of token rows along their prefix tree. Its whole interface to the backend
+    is a `ModelPasses`: the model, `forward(**inputs)` (which drops the optional inputs the
+    model does not take) and the shared `counters`."""
+
+    def __init__(self, passes: ModelPasses, keep_tokens: int = 8192):
+        self.passes = passes
+        self.model = passes.model
         config = self.model.config.get_text_config()
         self.window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         types = getattr(config, "layer_types", None)
@@ -84,19 +88,16 @@ class TreeRunner:
         q_pos = torch.tensor(depths, dtype=torch.long)
         k_pos = torch.cat([torch.arange(n_prefix), q_pos])
         full = torch.cat([torch.ones(n, n_prefix, dtype=torch.bool), allowed], dim=1)
-        kwargs: dict[str, Any] = {
-            "input_ids": torch.tensor([tokens], device=self.model.device),
-            "attention_mask": self._mask(full, q_pos, k_pos),
-            "past_key_values": cache, "use_cache": True,
-        }
-        if self.backend._takes_positions:
-            kwargs["position_ids"] = q_pos[None].to(self.model.device)
-        if self.backend._takes_logits_to_keep:
-            kwargs["logits_to_keep"] = 1  # only keys and values are wanted here
         with torch.inference_mode():
-            out = self.model(**kwargs)
-        self.backend.counters["tokens_computed"] += n
-        self.backend.counters["packed_passes"] += 1
+            out = self.passes.forward(
+                input_ids=torch.tensor([tokens], device=self.model.device),
+                attention_mask=self._mask(full, q_pos, k_pos),
+                past_key_values=cache, use_cache=True,
+                position_ids=q_pos[None].to(self.model.device),
+                logits_to_keep=1,  # only keys and values are wanted here
+            )
+        self.passes.counters["tokens_computed"] += n
+        self.passes.counters["packed_passes"] += 1
         return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
     @staticmethod
@@ -160,7 +161,7 @@ class TreeRunner:
             allowed, _ = self.ancestry(trie, nodes)
             layers = self.forward(layers, [trie.token[n] for n in nodes], [trie.depth[n] for n in nodes], allowed)
         else:
-            self.backend.counters["tokens_reused"] += len(path) - len(parent_path)
+            self.passes.counters["tokens_reused"] += len(path) - len(parent_path)
         if len(path) >= _KEEP_MIN and path not in self._kept:
             self._kept[path] = layers
             while sum(map(len, self._kept)) > self.keep_tokens and len(self._kept) > 1:

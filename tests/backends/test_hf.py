@@ -157,7 +157,7 @@ def test_completion_text_continues_the_prompt(tiny):
 
 def test_special_tokens_survive_decoding(tiny):
     prompt_ids = tiny.encode("compute")
-    assert tiny._continuation(prompt_ids, [tiny.tokenizer.convert_tokens_to_ids("<unk>")], "compute") == " <unk>"
+    assert tiny.text.continuation(prompt_ids, [tiny.tokenizer.convert_tokens_to_ids("<unk>")], "compute") == " <unk>"
 
 
 def test_prompt_longer_than_context_fails_alone(tiny):
@@ -264,7 +264,7 @@ def test_chat_template_renders_the_user_turn(tmp_path, tiny_gpt2_dir):
     tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }} \n {% endfor %}{% if add_generation_prompt %}- {% endif %}"
     tok.save_pretrained(tmp_path)
     chat, plain = load_backend(f"hf:{tmp_path}"), load_backend(f"hf:{tmp_path}", ["chat=off"])
-    assert chat.chat and not plain.chat
+    assert chat.text.chat and not plain.text.chat
     turn = tok.apply_chat_template([{"role": "user", "content": "compute"}], tokenize=False, add_generation_prompt=True)
     assert turn.startswith("<bos>compute") and turn.endswith("- ")
     assert chat.render("compute", "so") == turn + "so" and plain.render("compute", "so") == "computeso"

@@ -82,13 +82,13 @@ def test_trie_rejects_an_empty_row():
 
 
 def both_ways(backend: HFBackend, requests: list[GenerationRequest]):
-    runner = backend._tree
+    runner = backend.tree
     assert runner is not None, "prefix sharing should be on for this model"
     try:
-        backend._tree = None
+        backend.tree = None
         plain = backend.generate(requests)
     finally:
-        backend._tree = runner
+        backend.tree = runner
     backend.counters.clear()
     shared = backend.generate(requests)
     assert backend.counters["tree_fallbacks"] == 0, "the prefix tree failed and plain batches answered"
@@ -114,7 +114,7 @@ def audit_like_requests(backend: HFBackend, task_name: str, n_items: int, cot_to
 
 def assert_logits_close(backend: HFBackend, requests: list[GenerationRequest], rtol: float):
     rows = [backend.encode(backend.render(r.prompt, r.prefill)) for r in requests]
-    packed = backend.next_token_logits(rows, backend._tree)
+    packed = backend.next_token_logits(rows, backend.tree)
     plain = backend.next_token_logits(rows, None)
     for a, b in zip(packed, plain):
         assert torch.allclose(a, b, atol=rtol * float(b.abs().max()), rtol=0)
@@ -165,7 +165,7 @@ def test_gemma_packed_equals_plain_past_its_sliding_window(gemma_backend):
 
 def test_prefix_sharing_off_uses_plain_batches(tiny_gpt2_dir):
     backend = load_backend(f"hf:{tiny_gpt2_dir}", ["prefix_sharing=off"])
-    assert backend._tree is None
+    assert backend.tree is None
     backend.generate([GenerationRequest("so", "", 4)])
     assert backend.counters["packed_passes"] == 0
 
@@ -176,7 +176,7 @@ def test_unsupported_model_falls_back_with_a_warning_or_fails_when_required(tiny
     monkeypatch.setattr(hf_tree, "unsupported_reason", lambda model: "attention implementation 'flash' takes no custom 4D mask")
     with pytest.warns(UserWarning, match="prefix sharing is off .*flash"):
         backend = load_backend(f"hf:{tiny_gpt2_dir}", [])
-    assert backend._tree is None
+    assert backend.tree is None
     with pytest.raises(BadInput, match="prefix_sharing=on.*flash"):
         load_backend(f"hf:{tiny_gpt2_dir}", ["prefix_sharing=on"])
 
@@ -184,10 +184,10 @@ def test_unsupported_model_falls_back_with_a_warning_or_fails_when_required(tiny
 def test_a_failing_tree_falls_back_to_plain_batches(tiny_gpt2_dir, monkeypatch):
     backend = load_backend(f"hf:{tiny_gpt2_dir}", [])
     requests = [GenerationRequest("compute ( 3 + 4 ) mod 23 . answer", p, 6) for p in ("", " so", " so 3")]
-    runner = backend._tree
-    backend._tree = None
+    runner = backend.tree
+    backend.tree = None
     expected = backend.generate(requests)
-    backend._tree = runner
+    backend.tree = runner
 
     def broken(*args, **kwargs):
         raise RuntimeError("kernel refused the mask")
