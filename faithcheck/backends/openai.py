@@ -9,7 +9,15 @@ with `error` naming the request, so a run goes on and the engine counts it.
 Several URLs spread requests across servers: each call goes to the least-loaded server
 (ties broken round-robin). The API key is read from an environment variable when a batch
 starts and lives only in that batch's HTTP client: it is never kept on the backend, and
-is scrubbed from error messages in case a server echoes it back.
+is scrubbed from error messages and log lines (before any cut, so no fragment survives)
+in case a server echoes it back.
+
+Each call is handed to the engine the moment it is answered (`generate_stream`), so it is
+in the cache before the next request is sent. Retries are logged one line each (INFO, the
+CLI's -v) and counted with their cause and the time spent waiting in `counters`, which
+the run's manifest records; a call still waiting after `warn_after` seconds is reported
+(WARNING) while it waits. A server that refuses connections fails the run at once
+(`ModelUnavailable`) instead of failing every call.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import logging
 import math
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Awaitable
 from dataclasses import dataclass
@@ -29,7 +38,7 @@ from typing import Any, TypeVar
 
 from faithcheck.backends import backends
 from faithcheck.backends.base import Backend, ScoreRequest, parse_model_args
-from faithcheck.errors import BadInput, MissingExtra
+from faithcheck.errors import BadInput, MissingExtra, ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
 
 T = TypeVar("T")
@@ -56,6 +65,7 @@ class OpenAIConfig:
     scoring: str = "topk"  # topk | echo (see OpenAIBackend.loglikelihood)
     backoff_base: float = 1.0  # seconds; doubles per retry, with jitter
     backoff_max: float = 60.0  # cap on one wait, Retry-After included
+    warn_after: float = 30.0  # report a call still waiting after this many seconds (0: never)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("auto", "completions", "chat"):
@@ -65,8 +75,11 @@ class OpenAIConfig:
         for key in ("concurrency", "logprobs_top_k"):
             if getattr(self, key) < 1:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: must be at least 1")
-        if self.timeout <= 0 or self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
-            raise BadInput("--model-arg timeout must be > 0; max_retries, backoff_base, backoff_max >= 0")
+        for key in ("timeout", "backoff_base", "backoff_max", "warn_after"):
+            if not math.isfinite(getattr(self, key)):
+                raise BadInput(f"--model-arg {key}={getattr(self, key)}: must be a finite number of seconds")
+        if self.timeout <= 0 or self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0 or self.warn_after < 0:
+            raise BadInput("--model-arg timeout must be > 0; max_retries, backoff_base, backoff_max, warn_after >= 0")
 
 
 def describe(i: int, req: GenerationRequest | ScoreRequest) -> str:
@@ -92,6 +105,17 @@ def retry_after(value: str | None) -> float | None:
             return None
 
 
+def scrub(text: str, secret: str) -> str:
+    """`text` without `secret`, nor any 8+ character start or end of it (a server that cut the
+    key itself); scrubbing comes before any truncation of ours."""
+    if not secret:
+        return text
+    text = text.replace(secret, "<redacted>")
+    for n in range(len(secret) - 1, 7, -1):
+        text = text.replace(secret[:n], "<redacted>").replace(secret[-n:], "<redacted>")
+    return text
+
+
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
     """Servers differ on whether a stop string is kept; we always drop it and what follows."""
     cuts = [text.find(s) for s in stop if s and s in text]
@@ -101,10 +125,10 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
 class _Session:
     """One batch's HTTP client: server choice, concurrency, retries. Holds the key only while open."""
 
-    def __init__(self, urls: tuple[str, ...], cfg: OpenAIConfig, stats: Counter):
+    def __init__(self, urls: tuple[str, ...], cfg: OpenAIConfig, stats: Counter, model: str = ""):
         import httpx
 
-        self.httpx, self.urls, self.cfg, self.stats = httpx, urls, cfg, stats
+        self.httpx, self.urls, self.cfg, self.stats, self.model = httpx, urls, cfg, stats, model
         key = os.environ.get(cfg.api_key_env, "")
         self._secret = key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -116,7 +140,35 @@ class _Session:
         self._turn = 0
 
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "<redacted>") if self._secret else text
+        return scrub(text, self._secret)
+
+    def clip(self, text: str, n: int) -> str:
+        """The first `n` characters of `text`, scrubbed first: a key straddling the cut leaves nothing."""
+        return self.redact(text)[:n]
+
+    async def send(self, url: str, body: dict, label: str) -> Any:
+        """One HTTP attempt; while it is outstanding past `warn_after` seconds, say so (once per
+        interval), so a hung server never leaves the progress bar silent."""
+        task = asyncio.ensure_future(self.client.post(url, json=body))
+        every, start = self.cfg.warn_after or None, time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=every)
+                if done:
+                    return task.result()
+                self.stats["slow_call_warnings"] += 1
+                _log.warning("%s: still waiting for %s after %.0fs (timeout %gs per attempt)",
+                             label, url, time.monotonic() - start, self.cfg.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    async def wait(self, label: str, attempt: int, delay: float, cause: str, reason: str) -> None:
+        self.stats["retries"] += 1
+        self.stats[f"retries_after_{cause}"] += 1
+        self.stats["retry_wait_seconds"] = round(self.stats["retry_wait_seconds"] + delay, 3)
+        _log.info("%s: retry %d in %.2fs after %s", label, attempt, delay, self.redact(reason))
+        await asyncio.sleep(delay)
 
     def pick(self, affinity: str | None = None) -> int:
         """The server for one call. Calls with the same `affinity` (the prompt all variants of an
@@ -136,12 +188,10 @@ class _Session:
 
     async def post(self, path: str, body: dict, label: str, parse: Callable[[dict], T], affinity: str | None = None) -> T:
         """`parse(json)` of a successful answer; a parse error counts as a malformed body and is retried."""
-        reason, delay = "", 0.0
+        reason, cause, delay = "", "", 0.0
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
-                self.stats["retries"] += 1
-                _log.info("%s: retry %d in %.2fs after %s", label, attempt, delay, self.redact(reason))
-                await asyncio.sleep(delay)
+                await self.wait(label, attempt, delay, cause, reason)
             delay = self.backoff(attempt)
             async with self.slots:
                 j = self.pick(affinity)
@@ -149,40 +199,48 @@ class _Session:
                 self.load[j] += 1
                 self.stats["attempts"] += 1
                 try:
-                    resp = await self.client.post(url, json=body)
+                    resp = await self.send(url, body, label)
                 except self.httpx.TimeoutException:
-                    reason = f"timed out after {self.cfg.timeout}s at {url}"
+                    reason, cause = f"timed out after {self.cfg.timeout}s at {url}", "timeout"
                     continue
                 except self.httpx.TransportError as e:
-                    reason = f"connection error at {url} ({type(e).__name__}: {e})"
+                    reason, cause = f"connection error at {url} ({type(e).__name__}: {e})", "connection_error"
                     continue
                 finally:
                     self.load[j] -= 1
             status = resp.status_code
             if status == 429 or status == 408 or status >= 500:
-                reason = f"HTTP {status} from {url}: {resp.text[:200]!r}"
+                reason, cause = f"HTTP {status} from {url}: {self.clip(resp.text, 200)!r}", f"http_{status}"
                 wait = retry_after(resp.headers.get("retry-after"))
                 delay = min(self.cfg.backoff_max, wait) if wait is not None else delay
                 continue
             if status >= 400:
                 self.stats["failures"] += 1
-                raise CallFailed(self.redact(f"{label}: HTTP {status} from {url}: {resp.text[:300]!r} (not retried)"))
+                raise CallFailed(self.redact(f"{label}: HTTP {status} from {url}: {self.clip(resp.text, 300)!r} (not retried)"))
             try:
                 return parse(json.loads(resp.content))
             except _MALFORMED as e:
-                reason = f"malformed response body from {url} ({type(e).__name__}: {e}; body {resp.text[:120]!r})"
+                reason = f"malformed response body from {url} ({type(e).__name__}: {e}; body {self.clip(resp.text, 120)!r})"
+                cause = "malformed_body"
         self.stats["failures"] += 1
         raise CallFailed(self.redact(f"{label}: {reason}; gave up after {self.cfg.max_retries + 1} attempts"))
 
     async def status_of(self, path: str, body: dict) -> tuple[int, dict]:
-        """A capability probe: (status, json) of one retried call, where 4xx is an answer, not an error."""
+        """A capability probe: (status, json) of one retried call, where 4xx is an answer, not an error.
+        When no attempt could even connect, nothing is listening there: ModelUnavailable."""
+        refused: str | None = None
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
-                await asyncio.sleep(self.backoff(attempt))
+                await asyncio.sleep(min(self.backoff(attempt), 2.0) if refused else self.backoff(attempt))
             try:
                 resp = await self.client.post(self.urls[0] + path, json=body)
-            except self.httpx.TransportError:
+            except self.httpx.ConnectError as e:
+                refused = refused if refused is not None or attempt else f"{type(e).__name__}: {e}"
                 continue
+            except self.httpx.TransportError:
+                refused = ""  # it connected: a server is there
+                continue
+            refused = ""
             if resp.status_code in (408, 429) or resp.status_code >= 500:
                 continue
             if resp.status_code in (401, 403):  # not "unsupported": the key is missing or wrong
@@ -192,6 +250,9 @@ class _Session:
                 return resp.status_code, json.loads(resp.content) if resp.status_code < 400 else {}
             except ValueError:
                 continue
+        if refused:
+            raise ModelUnavailable(f"openai:{self.model}: no server answers at {self.urls[0]} ({refused}; "
+                                   f"{self.cfg.max_retries + 1} attempts); is it running, and is the URL right?")
         raise CallFailed(f"capability probe {path} at {self.urls[0]}: no usable answer after retries")
 
 
@@ -222,6 +283,7 @@ class OpenAIBackend(Backend):
     """Any OpenAI-compatible server; see the module docstring."""
 
     name = "openai"
+    streams = True
 
     def __init__(self, model: str, urls: tuple[str, ...], config: OpenAIConfig):
         self.model, self.urls, self.config = model, urls, config
@@ -229,7 +291,7 @@ class OpenAIBackend(Backend):
         self._chat_prefill: bool | None = None
         self._echo: bool | None = None
         self._fingerprint: str | None = None
-        self.stats: Counter = Counter()  # attempts, retries, failures
+        self.counters: Counter = Counter()  # attempts, retries (with causes and seconds waited), failures
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, urls={list(self.urls)!r}, config={self.config!r})"
@@ -247,19 +309,28 @@ class OpenAIBackend(Backend):
         import httpx
 
         key = os.environ.get(self.config.api_key_env, "")
-        try:
-            resp = httpx.get(sorted(self.urls)[0] + "/models", timeout=min(5.0, self.config.timeout),
-                             headers={"Authorization": f"Bearer {key}"} if key else {})
-            ids = [m["id"] for m in resp.json()["data"]]
-        except (httpx.HTTPError, *_MALFORMED):
-            return None
-        return self.model if self.model in ids else (ids[0] if len(ids) == 1 else None)
+        url = sorted(self.urls)[0]
+        for attempt in range(3):  # a refused connection three times over ~1.5 s: nothing is listening
+            try:
+                resp = httpx.get(url + "/models", timeout=min(5.0, self.config.timeout),
+                                 headers={"Authorization": f"Bearer {key}"} if key else {})
+                ids = [m["id"] for m in resp.json()["data"]]
+            except httpx.ConnectError as e:
+                if attempt == 2:
+                    raise ModelUnavailable(f"openai:{self.model}: no server answers at {url} ({type(e).__name__}: "
+                                           f"{scrub(str(e), key)}); is it running, and is the URL right?") from None
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            except (httpx.HTTPError, *_MALFORMED):
+                return None
+            return self.model if self.model in ids else (ids[0] if len(ids) == 1 else None)
+        return None
 
     # -- running a batch -------------------------------------------------------------
 
     def _run(self, work: Callable[[_Session], Awaitable[T]]) -> T:
         async def main() -> T:
-            session = _Session(self.urls, self.config, self.stats)
+            session = _Session(self.urls, self.config, self.counters, self.model)
             try:
                 return await work(session)
             finally:
@@ -319,30 +390,48 @@ class OpenAIBackend(Backend):
 
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         """Completions in request order; a request that fails for good gets `error` set."""
-        return self._run(lambda s: self._generate(s, requests)) if requests else []
+        out: list[Completion | None] = [None] * len(requests)
 
-    async def _generate(self, s: _Session, requests: list[GenerationRequest]) -> list[Completion]:
+        def keep(pairs: list[tuple[int, Completion]]) -> None:
+            for i, c in pairs:
+                out[i] = c
+
+        self.generate_stream(requests, keep)
+        return out  # type: ignore[return-value]
+
+    def generate_stream(self, requests: list[GenerationRequest],
+                        emit: Callable[[list[tuple[int, Completion]]], None]) -> None:
+        """`emit` gets each call the moment it is answered (or fails for good), inside the event
+        loop: nothing else is sent while the engine saves it."""
+        if requests:
+            self._run(lambda s: self._generate(s, requests, emit))
+
+    async def _generate(self, s: _Session, requests: list[GenerationRequest],
+                        emit: Callable[[list[tuple[int, Completion]]], None]) -> None:
         try:
             endpoint = await self._resolve_endpoint(s)
             if endpoint == "chat" and any(r.prefill for r in requests):
                 await self._require_chat_prefill(s)  # MissingCapability: a setup error, raised
         except CallFailed as e:  # the probe itself got no answer: fail this batch, retry the probe next time
-            return [Completion("", error=f"{describe(i, r)}: {e}") for i, r in enumerate(requests)]
+            emit([(i, Completion("", error=f"{describe(i, r)}: {e}")) for i, r in enumerate(requests)])
+            return
         parse = _text_choice if endpoint == "completions" else _chat_choice
         path = "/completions" if endpoint == "completions" else "/chat/completions"
 
-        async def one(i: int, req: GenerationRequest) -> Completion:
+        async def one(i: int, req: GenerationRequest) -> None:
             if req.max_new_tokens <= 0:  # never send max_tokens=0: llama.cpp reads it as "unlimited"
-                return Completion("", finish_reason="length")
+                emit([(i, Completion("", finish_reason="length"))])
+                return
             try:
                 text, finish, usage = await s.post(path, self._body(endpoint, req, req.prefill, req.max_new_tokens),
                                                    describe(i, req), parse, affinity=req.prompt)
             except CallFailed as e:
-                return Completion("", error=str(e))
-            return Completion(cut_at_stop(text, req.stop), int(usage.get("prompt_tokens") or 0),
-                              int(usage.get("completion_tokens") or 0), finish)
+                emit([(i, Completion("", error=str(e)))])
+                return
+            emit([(i, Completion(cut_at_stop(text, req.stop), int(usage.get("prompt_tokens") or 0),
+                                 int(usage.get("completion_tokens") or 0), finish))])
 
-        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
 
     # -- scoring -----------------------------------------------------------------------
 

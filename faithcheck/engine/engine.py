@@ -1,19 +1,29 @@
 """The engine: every model call of a run goes through here, once.
 
 It removes duplicate requests, answers what it can from the cache, orders the rest so
-shared prefixes sit together (and long requests go first), sends them to the backend in
-chunks, commits each chunk to the cache as it returns, and shows progress with an ETA.
+shared prefixes sit together (and long requests go first), claims them in the cache (so
+a second process sharing the cache waits for them instead of computing them again),
+sends them to the backend in chunks, and saves each answered call as it arrives: call by
+call for server backends, and for local backends in chunks sized to take about
+`commit_window` seconds, so a kill loses at most that much work. Progress shows an ETA.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 from faithcheck.backends.base import Backend
-from faithcheck.engine.cache import CallCache
+from faithcheck.engine.cache import CLAIM_TTL, CallCache
+from faithcheck.errors import ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
+
+COMMIT_WINDOW = 15.0  # seconds of local-backend work between two cache commits (at most, once measured)
+FIRST_CHUNK = 64  # a local backend's first chunk, before its speed is known
+FAIL_FAST = 16  # this many failed calls before any answered one: the model is unreachable
+POLL = 0.25  # seconds between looks at the cache while another process computes our calls
 
 
 @dataclass
@@ -23,6 +33,8 @@ class EngineStats:
     cache_hits: int = 0
     model_calls: int = 0
     failed_calls: int = 0
+    saved_calls: int = 0  # answered calls written to the cache by this run
+    from_other_processes: int = 0  # calls another process sharing the cache computed for us
     prompt_tokens: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
@@ -64,50 +76,124 @@ def prefix_order(requests: list[GenerationRequest]) -> list[int]:
     return sorted(range(len(requests)), key=lambda i: (requests[i].max_new_tokens, requests[i].stop, requests[i].text))
 
 
+class _Renewal:
+    """Renews this process's claims in the background while a run is going, so a long call
+    never lets them expire; a killed process stops renewing and its claims go stale."""
+
+    def __init__(self, cache: CallCache):
+        self.cache, self._stop = cache, threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="faithcheck-claims", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(CLAIM_TTL / 6):
+            try:
+                self.cache.renew()
+            except Exception:  # noqa: BLE001 - a missed renewal only risks a duplicate call
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class Engine:
-    def __init__(self, backend: Backend, cache: CallCache | None, chunk_size: int | None = None, progress: bool = True):
+    def __init__(self, backend: Backend, cache: CallCache | None, chunk_size: int | None = None, progress: bool = True,
+                 commit_window: float = COMMIT_WINDOW, label: str = ""):
         self.backend = backend
+        self.label = label  # the model string, named on every progress bar beside the stage
         self.cache = cache
         # the backend's own choice by default: one that shares prefixes wants wide chunks
         self.chunk_size = chunk_size or backend.chunk_size
         self.progress = progress
+        self.commit_window = commit_window
         self.stats = EngineStats()
+        self._local_chunk = min(self.chunk_size, FIRST_CHUNK)
+        self._answered = 0
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
-        """Completions for `requests`, in order; each distinct request is computed at most once."""
+        """Completions for `requests`, in order; each distinct request is computed at most once,
+        across every process sharing the cache."""
         start = time.time()
         self.stats.requests += len(requests)
         unique: dict[str, GenerationRequest] = {}
         for r in requests:
             unique.setdefault(r.key(), r)
         self.stats.unique += len(unique)
-        fp = self.backend.fingerprint
+        fp = self.backend.identity.cache_key  # every option that changes the output is in it
         done: dict[str, Completion] = self.cache.get_many(fp, list(unique)) if self.cache else {}
         self.stats.cache_hits += len(done)
         todo = [r for k, r in unique.items() if k not in done]
         todo = [todo[i] for i in prefix_order(todo)]
-        bar = Progress(len(todo), desc, self.progress)
+        bar = Progress(len(todo), f"{self.label}: {desc}" if self.label else desc, self.progress)
+        renewal = _Renewal(self.cache) if self.cache and todo else None
         try:
-            for s in range(0, len(todo), self.chunk_size):
-                chunk = todo[s:s + self.chunk_size]
-                results = self.backend.generate(chunk)
-                if len(results) != len(chunk):
-                    raise RuntimeError(f"backend {self.backend.name} returned {len(results)} results for {len(chunk)} requests")
-                if self.cache:
-                    self.cache.put_many(fp, list(zip(chunk, results)))
-                for req, comp in zip(chunk, results):
-                    done[req.key()] = comp
-                    self._count(comp)
-                bar.update(len(chunk))
+            while todo:
+                todo = self._pass(fp, todo, done, bar)
+                if todo:
+                    time.sleep(POLL)  # the rest is being computed by another process
         finally:
+            if renewal:
+                renewal.stop()
+                self.cache.release_all()
             bar.close()
             self.stats.seconds += time.time() - start
         return [done[r.key()] for r in requests]
+
+    def _pass(self, fp: str, todo: list[GenerationRequest], done: dict[str, Completion], bar: Progress) -> list[GenerationRequest]:
+        """Compute every request of `todo` no other live process has claimed; return those it has."""
+        theirs: list[GenerationRequest] = []
+        s = 0
+        while s < len(todo):
+            size = self.chunk_size if self.backend.streams else self._local_chunk
+            chunk, s = todo[s:s + size], s + size
+            if self.cache:
+                found = self.cache.get_many(fp, [r.key() for r in chunk])
+                if found:
+                    done.update(found)
+                    self.stats.cache_hits += len(found)
+                    self.stats.from_other_processes += len(found)
+                    bar.update(len(found))
+                    chunk = [r for r in chunk if r.key() not in found]
+                mine = set(self.cache.claim(fp, [r.key() for r in chunk]))
+                theirs += [r for r in chunk if r.key() not in mine]
+                chunk = [r for r in chunk if r.key() in mine]
+            if chunk:
+                self._compute(fp, chunk, done, bar)
+        return theirs
+
+    def _compute(self, fp: str, chunk: list[GenerationRequest], done: dict[str, Completion], bar: Progress) -> None:
+        started = time.monotonic()
+        got: set[int] = set()
+
+        def emit(pairs: list[tuple[int, Completion]]) -> None:
+            pairs = [(i, c) for i, c in pairs if i not in got]
+            if self.cache:  # saved before the backend sends anything else
+                self.stats.saved_calls += self.cache.put_many(fp, [(chunk[i], c) for i, c in pairs])
+                self.cache.release(fp, [chunk[i].key() for i, c in pairs if c.error is not None])
+            for i, comp in pairs:
+                got.add(i)
+                done[chunk[i].key()] = comp
+                self._count(comp)
+            bar.update(len(pairs))
+
+        self.backend.generate_stream(chunk, emit)
+        if len(got) != len(chunk):
+            raise RuntimeError(f"backend {self.backend.name} returned {len(got)} results for {len(chunk)} requests")
+        if not self.backend.streams:  # size the next chunk to about commit_window seconds of work
+            per_call = max(time.monotonic() - started, 1e-6) / len(chunk)
+            self._local_chunk = max(1, min(self.chunk_size, int(self.commit_window / per_call)))
 
     def _count(self, comp: Completion) -> None:
         self.stats.model_calls += 1
         self.stats.prompt_tokens += comp.n_prompt_tokens
         self.stats.generated_tokens += comp.n_generated_tokens
-        if comp.error is not None:
-            self.stats.failed_calls += 1
-            self.stats.failures.append(comp.error)
+        if comp.error is None:
+            self._answered += 1
+            return
+        self.stats.failed_calls += 1
+        self.stats.failures.append(comp.error)
+        if self._answered == 0 and self.stats.failed_calls >= FAIL_FAST:
+            raise ModelUnavailable(
+                f"model {self.backend.name!r}: the first {self.stats.failed_calls} model calls all failed and none "
+                f"was answered, so nothing can be measured; first error: {self.stats.failures[0]}")
