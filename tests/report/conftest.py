@@ -65,8 +65,11 @@ def write_run(run_dir: Path, *, model: str = "hf:/tmp/crafted", task: str = "mod
                              "mode": mode, "valid": True, "checks": {}, "target": None, "completion": completion,
                              "answer": answer})
     n = len(ids)
-    curve = [{"fraction_low": lo, "fraction_high": lo + 0.2, "same_as_baseline": _est(0.5 + lo / 2, n, 0.3, 0.9),
-              "accuracy": _est(0.6, n, 0.4, 0.8)} for lo in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    # scoring's curve: one point per fraction the items were actually cut at
+    curve = [{"fraction": f, "n_items": n, "same_as_baseline": _est(0.5 + f / 2, n, 0.3, 0.9),
+              "accuracy": _est(0.6, n, 0.4, 0.8)} for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    mistakes_curve = [{"fraction": f, "n_items": n, "same_as_baseline": _est(0.9, n, 0.7, 1.0),
+                       "accuracy": _est(0.2, n, 0.1, 0.4)} for f in (0.0, 0.5)]
     counts = {"variants": n, "valid": n, "failed_checks": 1, "failed_calls": 0, "items": n}
     summary = {
         "schema_version": 1, "model": model, "task": task, "n_items": n, "chance": 1 / 23,
@@ -76,7 +79,7 @@ def write_run(run_dir: Path, *, model: str = "hf:/tmp/crafted", task: str = "mod
                                  "control": "baseline CoT", "extras": {"same_at_0": _est(0.9, n, 0.7, 0.97)},
                                  "curve": curve, "counts": counts},
             "mistakes": {"metric": "aoc", **_est(0.1, n, 0.02, 0.2), "control": "baseline CoT",
-                         "extras": {"same_as_baseline": _est(0.9, n, 0.8, 1.0)}, "curve": [], "counts": counts},
+                         "extras": {"same_as_baseline": _est(0.9, n, 0.8, 1.0)}, "curve": mistakes_curve, "counts": counts},
             "paraphrase": {"metric": "same_as_baseline", **_est(0.5, n, 0.3, 0.7), "control": "format_control",
                            "extras": {"accuracy": _est(0.6, n, 0.4, 0.8)}, "curve": [], "counts": counts},
             "no_cot": {"metric": "accuracy", **_est(0.6, n, 0.35, 0.8), "control": "baseline CoT", "extras": {},

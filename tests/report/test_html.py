@@ -163,3 +163,30 @@ def test_hint_kinds_judge_and_distributions_are_shown_escaped(tmp_path: Path, ma
     dist = html[html.index('id="distributions"'):]
     assert "5 samples per item at temperature 0.7" in dist
     assert re.search(r"<td>paraphrase</td><td class=\"num\"><span class=\"val\">0\.250</span>.*?0\.750", dist)
+
+
+def test_curves_are_drawn_at_the_measured_fractions_only(tmp_path: Path, make_run) -> None:
+    """The report draws scoring's points where the CoT was cut, and computes no statistic itself."""
+    import faithcheck.report.html as html_mod
+    from faithcheck.report._rundata import load_run
+    from faithcheck.report.html import probe_curve
+
+    run = load_run(make_run(tmp_path / "run"))
+    saved = run.summary["probes"]["early_answering"]["curve"]
+    points = probe_curve(run, "early_answering")
+    assert [p.x for p in points] == [c["fraction"] for c in saved] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [(p.y, p.low, p.high) for p in points] == [
+        (c["same_as_baseline"]["estimate"], c["same_as_baseline"]["ci_low"], c["same_as_baseline"]["ci_high"]) for c in saved]
+    source = Path(html_mod.__file__).read_text() + Path(html_mod.__file__).with_name("_plots.py").read_text()
+    for statistic in ("bootstrap_mean", "binomtest", "wilson(", "linspace(", "groupby(", "scipy"):
+        assert statistic not in source, f"report/html.py or _plots.py computes {statistic}; scoring owns every number"
+
+
+def test_p_values_print_below_1e_6_never_0(tmp_path: Path, make_run) -> None:
+    run = make_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["probes"]["paraphrase"].update(p_value=1.7e-18, p_adjusted=1e-300)
+    (run / "summary.json").write_text(json.dumps(summary))
+    html = render_run(run).read_text()
+    # the rewrites table's p (Holm), and the all-probes table's p and p (Holm)
+    assert html.count("&lt;1e-6") >= 3, "a p-value below 1e-6 must print as <1e-6"
