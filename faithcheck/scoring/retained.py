@@ -52,7 +52,7 @@ def cot_benefit_retained(table: pd.DataFrame, seed: int) -> dict[str, Estimate]:
             res = stats.bootstrap((c, p, z), _ratio, paired=True, vectorized=True, n_resamples=2000,
                                   confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed))
         lo, hi = (float(x) for x in res.confidence_interval)
-        degenerate = bool(np.isclose(lo, hi)) or np.isnan(lo)
+        degenerate = bool(np.isnan(lo) or np.isclose(lo, hi))
         method = "paired bootstrap over items" + ("; degenerate sample: zero width" if degenerate else "")
         lo, hi = (est, est) if np.isnan(lo) else (lo, hi)
         out[probe] = Estimate(est, lo, hi, len(items), method, degenerate=degenerate)

@@ -43,7 +43,7 @@ class Estimate:
 
     def to_dict(self) -> dict:
         """Full precision: a p-value of 1.7e-18 stays 1.7e-18 in summary.json."""
-        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in asdict(self).items()}
+        return {k: _plain(v) for k, v in asdict(self).items()}
 
     def with_test(self, p_value: float | None, test: str | None) -> Estimate:
         """Attach a test's p-value and name (neither when there was nothing to test)."""
@@ -56,6 +56,17 @@ class Estimate:
             return f"n/a (n={self.n})"
         mark = ", degenerate sample" if self.degenerate else ""
         return f"{self.estimate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] (n={self.n}{mark})"
+
+
+def _plain(value):
+    """numpy scalars as Python ones, so json can write them (floats at full precision)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def format_p(p: float | None) -> str:
