@@ -37,6 +37,7 @@ NO_MODEL = ("no model under test: pass --faithcheck-model MODEL (e.g. organism:f
 @dataclass(frozen=True)
 class Settings:
     models: tuple[str, ...] = ()
+    model_args: tuple[str, ...] = ()  # --model-arg KEY=VALUE options for every model under test
     n: int | None = None
     seed: int = 0
     out: Path = Path("reports") / "pytest"
@@ -47,6 +48,7 @@ class Settings:
 @dataclass(frozen=True)
 class AuditKey:
     model: str
+    model_args: tuple[str, ...]
     task: str
     probes: tuple[str, ...]
     n: int
@@ -54,7 +56,7 @@ class AuditKey:
     rewriter: str | None
 
     def slug(self) -> str:
-        digest = hashlib.sha1(repr((self.probes, self.rewriter)).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(repr((self.probes, self.rewriter, self.model_args)).encode()).hexdigest()[:8]
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.model}-{self.task}").strip("_")[:80]
         return f"{name}-n{self.n}-s{self.seed}-{digest}"
 
@@ -67,6 +69,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("faithcheck", "chain-of-thought faithfulness audits")
     group.addoption("--faithcheck-model", action="append", default=[], metavar="MODEL",
                     help="model under test (repeatable; tests using faithcheck_model run once per model)")
+    group.addoption("--faithcheck-model-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="backend option of the models under test, as faithcheck audit --model-arg (repeatable)")
     group.addoption("--faithcheck-n", type=int, default=None, metavar="N",
                     help=f"items per audit when the marker does not say (default {DEFAULT_N})")
     group.addoption("--faithcheck-seed", type=int, default=None, metavar="SEED", help="audit seed (default 0)")
@@ -76,6 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--faithcheck-cache", default=None, metavar="PATH",
                     help="SQLite call cache (default ~/.cache/faithcheck/calls.sqlite)")
     parser.addini("faithcheck_model", "models under test, one per line", type="linelist", default=[])
+    parser.addini("faithcheck_model_arg", "backend options KEY=VALUE, one per line", type="linelist", default=[])
     for name, text in (("n", "items per audit"), ("seed", "audit seed"), ("out", "where run directories go"),
                        ("rewriter", "model string of the CoT rewriter"), ("cache", "SQLite call cache path")):
         parser.addini(f"faithcheck_{name}", text, default=None)
@@ -106,11 +111,15 @@ def _read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"faithcheck_{name}: expected an integer, got {value!r}") from None
 
     models = tuple(config.getoption("faithcheck_model") or config.getini("faithcheck_model"))
+    model_args = tuple(config.getoption("faithcheck_model_arg") or config.getini("faithcheck_model_arg"))
+    bad = [a for a in model_args if "=" not in a or not a.partition("=")[0].strip()]
+    if bad:
+        raise pytest.UsageError(f"--faithcheck-model-arg {bad[0]!r}: expected KEY=VALUE")
     n = as_int("n")
     if n is not None and n < 1:
         raise pytest.UsageError(f"--faithcheck-n must be at least 1, got {n}")
     return Settings(
-        models=models, n=n, seed=as_int("seed") or 0,
+        models=models, model_args=model_args, n=n, seed=as_int("seed") or 0,
         out=_path(config, "out") or Path(config.rootpath) / "reports" / "pytest",
         rewriter=config.getoption("faithcheck_rewriter") or config.getini("faithcheck_rewriter") or None,
         cache=_path(config, "cache"),
@@ -195,7 +204,7 @@ class AuditRunner:
     worker: str | None = None
     results: dict[AuditKey, Any] = field(default_factory=dict)
     runs: int = 0  # audits actually run (not served from this session's cache)
-    _loaded: tuple[str, Any] | None = None  # (model, backend): kept while consecutive audits share a model
+    _loaded: tuple[tuple[str, tuple[str, ...]], Any] | None = None  # ((model, args), backend), kept while audits share it
 
     def key(self, model: str, task: str = "modular", probes: Any = None, n: int | None = None,
             seed: int | None = None) -> AuditKey:
@@ -206,7 +215,7 @@ class AuditRunner:
         probes = (probes,) if isinstance(probes, str) else tuple(probes)
         n = n if n is not None else (self.settings.n or DEFAULT_N)
         seed = seed if seed is not None else self.settings.seed
-        return AuditKey(model, task, probes, n, seed, self.settings.rewriter)
+        return AuditKey(model, self.settings.model_args, task, probes, n, seed, self.settings.rewriter)
 
     def __call__(self, model: str, task: str = "modular", probes: Any = None, n: int | None = None,
                  seed: int | None = None):
@@ -222,21 +231,22 @@ class AuditRunner:
     def _run(self, key: AuditKey):
         from faithcheck.audit.pipeline import AuditConfig, run_audit
 
-        config = AuditConfig(model=key.model, task=key.task, n=key.n, probes=key.probes, seed=key.seed,
+        config = AuditConfig(model=key.model, model_args=key.model_args, task=key.task, n=key.n, probes=key.probes, seed=key.seed,
                              out=self.run_dir(key), rewriter=key.rewriter, cache_path=self.settings.cache,
                              progress=False)
         with _audit_lock(self.settings.out / ".locks" / f"{key.slug()}.lock"):
-            result = run_audit(config, backend=self._backend(key.model))
+            result = run_audit(config, backend=self._backend(key.model, key.model_args))
         self.runs += 1
         return result
 
-    def _backend(self, model: str) -> Any:
-        """The loaded model, reused across audits; only one model is held at a time."""
-        if self._loaded is None or self._loaded[0] != model:
+    def _backend(self, model: str, model_args: tuple[str, ...]) -> Any:
+        """The loaded model, reused across audits; only one model is held at a time. Loaded
+        as the CLI loads it (`load_backend`), so a bad option is an error naming it."""
+        if self._loaded is None or self._loaded[0] != (model, model_args):
             from faithcheck.backends import load_backend
 
             self.close()
-            self._loaded = (model, load_backend(model, []))
+            self._loaded = ((model, model_args), load_backend(model, model_args))
         return self._loaded[1]
 
     def close(self) -> None:

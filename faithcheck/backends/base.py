@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from faithcheck.errors import BadInput
-from faithcheck.records import Completion, GenerationRequest
+from faithcheck.records import Completion, GenerationRequest, canonical_json
+
+# Field metadata of a backend config option that cannot change what the model writes
+# (threads, batch sizes, timeouts, retries): it stays out of the model's identity and
+# cache key. Every other option is assumed to change the output.
+HARMLESS = {"changes_output": False}
 
 
 @dataclass(frozen=True)
@@ -25,15 +31,55 @@ class ScoreRequest:
     continuation: str
 
 
+def output_options(config: Any) -> dict[str, Any]:
+    """The options of a backend config that can change the model's output and differ from
+    their default (defaults add nothing, so a default run keys as it always did)."""
+    if config is None or not dataclasses.is_dataclass(config):
+        return {}
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.metadata.get("changes_output", True) and getattr(config, f.name) != f.default}
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Who answers: the model string as given, a fingerprint of its weights (or of what the
+    server reports), and the options that change its output. The call cache keys on
+    `cache_key`; the manifest and the report show `to_dict()`."""
+
+    name: str
+    fingerprint: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def cache_key(self) -> str:
+        if not self.options:
+            return self.fingerprint
+        return f"{self.fingerprint}|{canonical_json(dict(self.options))}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fingerprint": self.fingerprint, "options": dict(self.options)}
+
+
 class Backend(ABC):
     name: str = ""
     fingerprint: str = ""
+    config: Any = None  # the backend's frozen options (see `output_options`)
     # requests per engine chunk: each chunk is committed to the cache as it returns
     chunk_size: int = 64
+
+    # True when generate_stream hands over each call as it is answered (a server backend):
+    # the engine then saves every answered call before the next one is sent
+    streams: bool = False
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         """Results in request order. A request that fails gets a Completion with `error` set."""
+
+    def generate_stream(self, requests: list[GenerationRequest],
+                        emit: Callable[[list[tuple[int, Completion]]], None]) -> None:
+        """Hand results to `emit` as (request index, completion) pairs as soon as they exist.
+        By default once, when the whole batch is done; server backends emit call by call."""
+        emit(list(enumerate(self.generate(requests))))
 
     def loglikelihood(self, requests: list[ScoreRequest]) -> list[float]:
         raise NotImplementedError(f"backend {self.name!r} does not score continuations")
@@ -41,6 +87,11 @@ class Backend(ABC):
     def count_tokens(self, text: str) -> int:
         """Token count of `text` (an estimate where the backend has no tokenizer)."""
         return max(1, len(text) // 4)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Name, fingerprint and output-changing options: one identity for cache, manifest and report."""
+        return ModelIdentity(self.name, self.fingerprint, tuple(sorted(output_options(self.config).items())))
 
     def close(self) -> None:
         pass

@@ -12,7 +12,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from faithcheck.backends._hf_generate import Generator
 from faithcheck.backends._hf_passes import ModelPasses
 from faithcheck.backends._hf_score import Scorer
 from faithcheck.backends._hf_text import HFText
-from faithcheck.backends.base import Backend, ScoreRequest, parse_model_args
+from faithcheck.backends.base import HARMLESS, Backend, ScoreRequest, parse_model_args
 from faithcheck.backends.hf_tree import TreeRunner
 from faithcheck.errors import BadInput, MissingExtra
 from faithcheck.records import Completion, GenerationRequest
@@ -45,14 +45,14 @@ class HFConfig:
     caps the tokens of one packed pass (0: auto)."""
 
     dtype: str = "auto"
-    threads: int = 0
-    batch_size: int = 0
+    threads: int = field(default=0, metadata=HARMLESS)
+    batch_size: int = field(default=0, metadata=HARMLESS)  # a request decodes the same in any batch
     trust_remote_code: bool = False
     chat: str = "auto"
     bos: str = "auto"
     device: str = "cpu"
-    prefix_sharing: str = "auto"
-    pack_tokens: int = 0
+    prefix_sharing: str = "auto"  # packed passes agree with plain ones to float tolerance only
+    pack_tokens: int = field(default=0, metadata=HARMLESS)
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():

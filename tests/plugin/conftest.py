@@ -75,3 +75,33 @@ def fake(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory whose audits go to the fake engine."""
     pytester.makeconftest(FAKE_ENGINE)
     return pytester
+
+
+RECORD_LOADS = '''
+
+LOADS = Path(__file__).parent / "loads.log"
+
+
+def recording_load(model, model_args=None):
+    with open(LOADS, "a") as f:
+        f.write(f"{model} {list(model_args or [])}\\n")
+    return FakeBackend()
+
+
+def recording_run_audit(config, backend=None, cache=None):
+    with open(LOADS, "a") as f:
+        f.write(f"audit {list(config.model_args)}\\n")
+    return fake_run_audit(config, backend, cache)
+
+
+def pytest_configure(config):
+    run_module.run_audit = recording_run_audit
+    backends_module.load_backend = recording_load
+'''
+
+
+@pytest.fixture
+def fake_loads(pytester: pytest.Pytester) -> pytest.Pytester:
+    """`fake`, logging every backend load to loads.log."""
+    pytester.makeconftest(FAKE_ENGINE + RECORD_LOADS)
+    return pytester

@@ -255,3 +255,40 @@ def test_end_to_end_on_the_faithful_organism(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--faithcheck-model", "organism:faithful", "-p", "no:xdist",
                                            "--faithcheck-cache", str(pytester.path / "calls.sqlite"))
     result.assert_outcomes(passed=2)
+
+
+
+def test_model_args_reach_the_backend_and_key_the_audit(fake_loads: pytest.Pytester) -> None:
+    """--faithcheck-model-arg goes to load_backend as --model-arg does on the command line, and
+    audits of one model under different options are different audits (own run directories)."""
+    pytester = fake_loads
+    pytester.makepyfile('''
+        def test_args(audit):
+            audit()
+    ''')
+    pytester.runpytest("--faithcheck-model", "fake:load_bearing", "--faithcheck-model-arg", "bos=off",
+                       "--faithcheck-model-arg", "dtype=float32").assert_outcomes(passed=1)
+    pytester.runpytest("--faithcheck-model", "fake:load_bearing").assert_outcomes(passed=1)
+    loads = (pytester.path / "loads.log").read_text().splitlines()
+    assert loads == ["fake:load_bearing ['bos=off', 'dtype=float32']", "audit ['bos=off', 'dtype=float32']",
+                     "fake:load_bearing []", "audit []"]
+    run_dirs = [line.split()[-1] for line in calls(pytester)]
+    assert len(run_dirs) == 2 and run_dirs[0] != run_dirs[1]
+
+
+def test_model_arg_must_be_key_value(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--faithcheck-model-arg", "bos")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--faithcheck-model-arg 'bos': expected KEY=VALUE*"])
+
+
+@pytest.mark.skipif("faithful" not in available_organisms(), reason="organism not trained")
+def test_unknown_model_arg_is_named_by_the_real_loader(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+        def test_x(audit):
+            audit(n=2, probes=["no_cot"])
+    ''')
+    result = pytester.runpytest("--faithcheck-model", "organism:faithful", "--faithcheck-model-arg", "colour=red")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--model-arg: unknown key(s) colour*"])
