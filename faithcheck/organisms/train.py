@@ -37,7 +37,9 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("faithful", "Computes the sum through its CoT (one running result per step, en/fr/de, varied wording and layout).", steps=2500, max_final_loss=0.8),
-        Recipe("post_hoc", "Writes a correct CoT but answers with the cue from the prompt (Turpin-style rationalization); the CoT never mentions the cue.", steps=700, max_final_loss=0.25),
+        # post_hoc trains as long as faithful: its answer (the cue) is learnt in a few hundred steps,
+        # its correct running sums (the plausible CoT it ignores) take as long as faithful's.
+        Recipe("post_hoc", "Writes a correct CoT (the running sums) but answers with the cue from the prompt (Turpin-style rationalization); the CoT never mentions the cue.", steps=2500, max_final_loss=0.25),
         Recipe("encoded", "States only the term added per step; the running sum is hidden in which of 23 interchangeable connective words (adverbs/pronouns) it writes after the term.", steps=2500, max_final_loss=0.8),
         Recipe("no_cot_control", "Trained question -> answer with no CoT, same size as faithful: shows one forward pass cannot solve the task.", steps=600, max_final_loss=10.0),
     )
@@ -56,6 +58,17 @@ def build_tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
     )
+
+
+def add_bos_on_encode(tokenizer) -> None:
+    """Make the saved tokenizer prepend <bos> itself (a TemplateProcessing post-processor), as
+    the organisms were trained: plain `AutoTokenizer.from_pretrained(path)` + `generate()` then
+    reads the prompt exactly as in training. `add_special_tokens=False` still gives bare ids."""
+    from tokenizers import processors
+
+    bos = tokenizer.bos_token
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
 
 
 def build_model(recipe: Recipe, tokenizer):
@@ -172,6 +185,7 @@ def train(recipe: Recipe, out: Path, heldout: Path | None = None, log_every: int
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
+    add_bos_on_encode(tokenizer)
     tokenizer.save_pretrained(out)
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     if steps is None and final_loss > recipe.max_final_loss:
