@@ -37,7 +37,7 @@ from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.errors import BadInput
 from faithcheck.records import Completion, GenerationRequest, canonical_json
-from faithcheck.tasks import Task, get_task
+from faithcheck.tasks import Task, configure_task, get_task, task_options
 from faithcheck.tasks.gsm8k import NUMBER, normalise_number
 
 VERSION = 1  # bump when a construction's behaviour changes: it is part of the fingerprint
@@ -164,6 +164,11 @@ class ConstructedBackend(Backend):
         self.mix_seed = mix_seed
         self.engine = Engine(inner, cache, progress=False)
         self.chunk_size = inner.chunk_size
+        # the audit prompts this backend as it would prompt INNER (chat template, earlier turns)
+        self.chat = getattr(inner, "chat", None)
+        if self.chat is None:
+            self.chat = getattr(getattr(inner, "text", None), "chat", False)
+        self.takes_turns = bool(getattr(inner, "takes_turns", False))
         spelled = f"mixed:{fraction:g}" if kind == "mixed" else kind
         self.name = f"{spelled}:{inner_name or inner.name}"
         params = {"kind": kind, "task": task.name, "fraction": self.fraction, "mix_seed": mix_seed, "version": VERSION}
@@ -317,8 +322,10 @@ def build(kind: str, inner_model: str, model_args: list[str], fraction: float = 
                        "e.g. post_hoc:organism:faithful")
     config, inner_args = _split_args(model_args)
     task = get_task(config.task)
-    cache = None if config.cache == "none" else CallCache(default_cache_path() if config.cache == "default" else config.cache)
+    cache = None if config.cache == "none" else CallCache(
+        default_cache_path() if config.cache == "default" else config.cache, flag="--model-arg cache")
     inner = load_backend(inner_model, inner_args)
+    configure_task(task, task_options([]), inner)  # as the audit configures it for INNER (default --task-arg)
     return ConstructedBackend(kind, inner, task, cache, fraction, config.mix_seed, inner_name=inner_model)
 
 
