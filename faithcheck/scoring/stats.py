@@ -54,6 +54,8 @@ class Estimate:
     def __str__(self) -> str:
         if self.estimate is None:
             return f"n/a (n={self.n})"
+        if self.ci_low is None or self.ci_high is None:
+            return f"{self.estimate:.3f} (no interval) (n={self.n})"
         mark = ", degenerate sample" if self.degenerate else ""
         return f"{self.estimate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] (n={self.n}{mark})"
 
