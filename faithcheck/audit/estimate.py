@@ -22,7 +22,7 @@ from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.probes import ProbeContext, get_probes
 from faithcheck.records import Completion, GenerationRequest
-from faithcheck.tasks import get_task
+from faithcheck.tasks import configure_task, get_task, task_options
 
 CALIBRATION_ITEMS = 3
 TIMING_CALLS = 8
@@ -169,12 +169,15 @@ def estimate_audit(config) -> AuditEstimate:
     from faithcheck.rewriters import load_rewriter
 
     task = get_task(config.task)
+    options = task_options(getattr(config, "task_args", ()))
     probe_objs = get_probes(list(config.probes))
     items = list(task.load(config.n, config.seed).items)
     backend = load_backend(config.model, list(config.model_args))
+    configure_task(task, options, backend)
     cache = CallCache(config.cache_path or default_cache_path())
+    rewriter = None
     try:
-        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache, False)
+        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), Engine(backend, cache, progress=False))
         rule_rewrites = not config.rewriter or config.rewriter == "rules"
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
         walk = CacheWalk(backend, cache)
@@ -242,6 +245,9 @@ def estimate_audit(config) -> AuditEstimate:
             seconds / len(computed) if computed else None, len(computed), note,
         )
     finally:
+        if rewriter is not None:
+            rewriter.close()
+        cache.close()
         backend.close()
 
 

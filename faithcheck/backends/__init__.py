@@ -23,6 +23,7 @@ def load_backend(model: str, model_args: list[str] | tuple[str, ...] | None = No
         raise BadInput(f"model {model!r}: {e}") from None
     backend = entry.factory(target, list(model_args or []))
     backend.name = model  # the identity's name is the model string as given, whatever the backend
+    backend.model_args = tuple(model_args or ())
     return backend
 
 

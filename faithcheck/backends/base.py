@@ -64,6 +64,7 @@ class Backend(ABC):
     name: str = ""
     fingerprint: str = ""
     config: Any = None  # the backend's frozen options (see `output_options`)
+    model_args: tuple[str, ...] = ()  # the `--model-arg` strings `load_backend` built it from
     # requests per engine chunk: each chunk is committed to the cache as it returns
     chunk_size: int = 64
 

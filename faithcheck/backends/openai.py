@@ -33,11 +33,11 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from faithcheck.backends import backends
-from faithcheck.backends.base import Backend, ScoreRequest, parse_model_args
+from faithcheck.backends.base import HARMLESS, Backend, ScoreRequest, parse_model_args
 from faithcheck.errors import BadInput, MissingExtra, ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
 
@@ -57,15 +57,15 @@ class CallFailed(RuntimeError):
 @dataclass(frozen=True)
 class OpenAIConfig:
     endpoint: str = "auto"  # auto | completions | chat
-    concurrency: int = 8  # requests in flight per server
-    timeout: float = 120.0  # seconds per HTTP attempt
-    max_retries: int = 5
-    api_key_env: str = "OPENAI_API_KEY"  # the variable's *name*; its value is never stored
+    concurrency: int = field(default=8, metadata=HARMLESS)  # requests in flight per server
+    timeout: float = field(default=120.0, metadata=HARMLESS)  # seconds per HTTP attempt
+    max_retries: int = field(default=5, metadata=HARMLESS)
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata=HARMLESS)  # the variable's *name*; its value is never stored
     logprobs_top_k: int = 20  # hosted completions APIs cap this at 5
     scoring: str = "topk"  # topk | echo (see OpenAIBackend.loglikelihood)
-    backoff_base: float = 1.0  # seconds; doubles per retry, with jitter
-    backoff_max: float = 60.0  # cap on one wait, Retry-After included
-    warn_after: float = 30.0  # report a call still waiting after this many seconds (0: never)
+    backoff_base: float = field(default=1.0, metadata=HARMLESS)  # seconds; doubles per retry, with jitter
+    backoff_max: float = field(default=60.0, metadata=HARMLESS)  # cap on one wait, Retry-After included
+    warn_after: float = field(default=30.0, metadata=HARMLESS)  # report a call still waiting after this many seconds (0: never)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("auto", "completions", "chat"):
@@ -284,6 +284,12 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     streams = True
+    takes_turns = True  # GenerationRequest.context: chat turns, or text before the prompt on completions
+
+    @property
+    def chat(self) -> bool:
+        """Prompted as a chat model: only when endpoint=chat is set (auto is decided at the first call)."""
+        return self.config.endpoint == "chat"
 
     def __init__(self, model: str, urls: tuple[str, ...], config: OpenAIConfig):
         self.model, self.urls, self.config = model, urls, config
@@ -379,10 +385,11 @@ class OpenAIBackend(Backend):
             body["seed"] = req.seed
         if req.stop:
             body["stop"] = list(req.stop)
-        if endpoint == "completions":
-            body["prompt"] = req.prompt + prefill
+        if endpoint == "completions":  # earlier turns as plain text (a completions server has no turns)
+            body["prompt"] = "".join(content + "\n\n" for _, content in req.context) + req.prompt + prefill
             return body
-        body["messages"] = [{"role": "user", "content": req.prompt}]
+        body["messages"] = [{"role": role, "content": content} for role, content in req.context]
+        body["messages"].append({"role": "user", "content": req.prompt})
         if prefill:
             body["messages"].append({"role": "assistant", "content": prefill})
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -110,6 +110,21 @@ class Engine:
         self.stats = EngineStats()
         self._local_chunk = min(self.chunk_size, FIRST_CHUNK)
         self._answered = 0
+        self.roles: dict[str, Engine] = {}  # engines of the run's other models (rewriter, judge), by role
+
+    def for_backend(self, backend: Backend, role: str) -> Engine:
+        """The run's engine for another model (the rewriter's, the judge's): the same cache and
+        settings, its calls counted under `role` in `stats_by_role`. Pass the audited backend
+        itself to reuse the loaded model."""
+        if role not in self.roles:
+            label = backend.name if backend is not self.backend else f"{self.label} ({role})"
+            self.roles[role] = Engine(backend, self.cache, progress=self.progress, commit_window=self.commit_window,
+                                      label=label)
+        return self.roles[role]
+
+    def stats_by_role(self) -> dict[str, dict]:
+        """Counts of every model call of the run: the audited model's, then each other role's."""
+        return {"audited": self.stats.to_dict(), **{r: e.stats.to_dict() for r, e in self.roles.items()}}
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
         """Completions for `requests`, in order; each distinct request is computed at most once,

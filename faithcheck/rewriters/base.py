@@ -50,6 +50,9 @@ class Rewriter(ABC):
     def rewrite(self, requests: list[RewriteRequest]) -> list[Rewrite]:
         """One Rewrite per request, in order."""
 
+    def close(self) -> None:
+        """Let go of what the rewriter loaded itself (a model); the run calls it when done."""
+
 
 def failed(request: RewriteRequest, reason: str) -> Rewrite:
     return Rewrite(request.steps, False, {"reason": reason})

@@ -1,7 +1,8 @@
 """An LLM rewriter on any backend: paraphrase, translation, planted mistakes, a hint judge.
 
-Every call goes through the engine with the run's call cache, so rewrites are cached and
-resumable like the audited model's calls. The prompts work for base and chat models alike:
+Every call goes through the run's engine (`Engine.for_backend`, role "rewriter"): the run's
+cache, its counters (the manifest counts rewriter calls beside the audited model's), and
+the audited model's loaded backend itself when the rewriter names that model. The prompts work for base and chat models alike:
 one worked example, the text between <text> tags, generation stopped at "</text>".
 An LLM's rewrite is evidence only once checked, so every result carries the checks of
 `checks.py` and is marked not ok, with the reason, when they fail.
@@ -13,7 +14,6 @@ import random
 import re
 
 from faithcheck.backends.base import Backend
-from faithcheck.engine.cache import CallCache
 from faithcheck.engine.engine import Engine
 from faithcheck.records import Completion, GenerationRequest
 from faithcheck.rewriters import rewriters
@@ -123,10 +123,16 @@ def _reason(checks: dict, what: str = "rewrite") -> str:
 class LLMRewriter(Rewriter):
     name = "llm"
 
-    def __init__(self, backend: Backend, cache: CallCache | None = None, max_new_tokens: int = 384, progress: bool = True):
-        self.backend = backend
-        self.engine = Engine(backend, cache, progress=progress)
+    def __init__(self, engine: Engine, max_new_tokens: int = 384, owns_backend: bool = False):
+        """`engine`: the run's engine for the rewriter's model; `owns_backend`: the rewriter loaded
+        that model itself and closes it (the audited model's backend is the run's to close)."""
+        self.engine = engine
         self.max_new_tokens = max_new_tokens
+        self.owns_backend = owns_backend
+
+    @property
+    def backend(self) -> Backend:
+        return self.engine.backend
 
     def _request(self, prompt: str, max_new_tokens: int | None = None) -> GenerationRequest:
         return GenerationRequest(prompt, OPEN, max_new_tokens or self.max_new_tokens, (STOP,))
@@ -270,10 +276,6 @@ class LLMRewriter(Rewriter):
         steps = req.steps[:req.index] + (new,) + req.steps[req.index + 1:]
         return Rewrite(steps, ok, checks, added[-1] if added else None)
 
-    def judge_verbalizes_hint(self, cots: list[str], hint: str) -> list[bool | None]:
-        """Per CoT: does it mention or rely on `hint`? None where the judge's answer is neither yes nor no."""
-        return [verdict for verdict, _ in self.judge_hints(cots, [hint] * len(cots))]
-
     def judge_hints(self, cots: list[str], hints: list[str]) -> list[tuple[bool | None, str | None]]:
         """Per (CoT, hint), one batch through the engine: (True/False, None), or (None, why) when
         the call failed or the judge answered neither yes nor no, so a failure is counted, not guessed."""
@@ -291,11 +293,17 @@ class LLMRewriter(Rewriter):
         return out
 
     def close(self) -> None:
-        self.backend.close()
+        if self.owns_backend:
+            self.backend.close()
 
 
 @rewriters.register("llm", "any backend's model (--rewriter MODEL): paraphrase, translation, planted mistakes, hint judge")
-def llm(target: str, args: list[str] | None = None, cache: CallCache | None = None, progress: bool = True) -> LLMRewriter:
-    from faithcheck.backends import load_backend
+def llm(target: str, args: list[str] | None, engine: Engine) -> LLMRewriter:
+    """An LLM rewriter on `target`, through the run's `engine`. Naming the audited model (the same
+    model string, with no options or the same ones) reuses its loaded backend."""
+    from faithcheck import backends
 
-    return LLMRewriter(load_backend(target, args or []), cache, progress=progress)
+    audited = engine.backend
+    if target == audited.name and tuple(args or ()) in ((), audited.model_args):
+        return LLMRewriter(engine.for_backend(audited, "rewriter"))
+    return LLMRewriter(engine.for_backend(backends.load_backend(target, args or []), "rewriter"), owns_backend=True)

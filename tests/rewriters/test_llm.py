@@ -10,6 +10,7 @@ import time
 import pytest
 
 from faithcheck.engine.cache import CallCache
+from faithcheck.engine.engine import Engine
 from faithcheck.records import GenerationRequest
 from faithcheck.rewriters import load_rewriter, rewriters
 from faithcheck.rewriters.base import RewriteRequest
@@ -42,7 +43,7 @@ def test_checks_mark_bad_rewrites_not_ok(tmp_path):
         return text.replace("Donc il a", "So he has") + f"\n{STOP}"
 
     backend = ScriptedBackend(script)
-    rw = LLMRewriter(backend, CallCache(tmp_path / "calls.sqlite"), progress=False)
+    rw = LLMRewriter(Engine(backend, CallCache(tmp_path / "calls.sqlite"), progress=False))
     reqs = [RewriteRequest("paraphrase", COT), RewriteRequest("translate", COT, lang="fr"),
             RewriteRequest("back_translate", COT, lang="fr"), RewriteRequest("format", COT)]
     para, trans, back, fmt = rw.rewrite(reqs)
@@ -53,12 +54,13 @@ def test_checks_mark_bad_rewrites_not_ok(tmp_path):
     assert fmt.ok and fmt.checks["format_only"]
     assert "".join(para.steps).endswith("left.") and len(para.steps) == 3
     assert rw.engine.stats.model_calls == 3  # paraphrase, one shared forward translation, one shared back
-    assert rw.judge_verbalizes_hint(["I follow the hint here.", "I add the numbers."], "The answer is 7") == [True, False]
+    judged = rw.judge_hints(["I follow the hint here.", "I add the numbers."], ["The answer is 7"] * 2)
+    assert judged == [(True, None), (False, None)]
 
 
 def test_corrupt_routes_arithmetic_to_rules_and_checks_llm_steps(tmp_path):
     backend = ScriptedBackend(lambda r: "He eats 3 of them, so 3 + 14 = 17 apples are left.\n" + STOP)
-    rw = LLMRewriter(backend, None, progress=False)
+    rw = LLMRewriter(Engine(backend, None, progress=False))
     arith, other = rw.rewrite([RewriteRequest("corrupt", COT, index=1), RewriteRequest("corrupt", COT, index=2)])
     assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
     assert len(backend.calls) == 1  # only the step without an expression went to the LLM
@@ -80,7 +82,7 @@ JUDGED_COTS = ["The hint says 17, so I answer 17.", "4 * 5 = 20 and 20 - 3 = 17.
 @pytest.fixture(scope="module")
 def gemma_rewriter_factory(gemma_backend, tmp_path_factory):
     path = tmp_path_factory.mktemp("rewriter_cache") / "calls.sqlite"
-    return lambda: LLMRewriter(gemma_backend, CallCache(path), max_new_tokens=40, progress=False)
+    return lambda: LLMRewriter(Engine(gemma_backend, CallCache(path), progress=False), max_new_tokens=40)
 
 
 @pytest.mark.slow  # about 1.5 min of generation after a 30-140 s model load on a shared 2-core machine
@@ -89,7 +91,7 @@ def test_gemma_rewriter_through_engine_and_cache(gemma_rewriter_factory):
     first = gemma_rewriter_factory()
     start = time.time()
     out = first.rewrite(reqs)
-    verdicts = first.judge_verbalizes_hint(JUDGED_COTS, "I think the answer is 17")
+    verdicts = first.judge_hints(JUDGED_COTS, ["I think the answer is 17"] * 2)
     elapsed = time.time() - start
     stats = first.engine.stats
     print(f"gemma rewriter: {elapsed:.1f}s, {stats.model_calls} calls; ok={[r.ok for r in out]}; judge={verdicts}")
@@ -106,22 +108,61 @@ def test_gemma_rewriter_through_engine_and_cache(gemma_rewriter_factory):
     assert "round_trip_similarity" in trans.checks or "reason" in trans.checks
     assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
     assert other.checks.get("method") == "llm" or "reason" in other.checks
-    assert all(v in (True, False, None) for v in verdicts)
+    assert all(v in (True, False, None) for v, _ in verdicts)
 
     second = gemma_rewriter_factory()
     assert second.rewrite(reqs) == out
-    assert second.judge_verbalizes_hint(JUDGED_COTS, "I think the answer is 17") == verdicts
+    assert second.judge_hints(JUDGED_COTS, ["I think the answer is 17"] * 2) == verdicts
     assert second.engine.stats.model_calls == 0 and second.engine.stats.cache_hits == stats.unique
 
 
-def test_load_rewriter_builds_llm_for_a_model_string(tmp_path, monkeypatch):
+class Closing(ScriptedBackend):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_load_rewriter_builds_llm_on_the_runs_engine(tmp_path, monkeypatch):
+    """Another model is loaded (and closed by the rewriter); its calls go through the run's
+    cache and are counted beside the audited model's."""
     import faithcheck.backends as backends
 
-    monkeypatch.setattr(backends, "load_backend", lambda model, args=None: ScriptedBackend(lambda r: "", fingerprint=model))
-    rw = load_rewriter("scripted:x", [], CallCache(tmp_path / "c.sqlite"))
-    assert isinstance(rw, LLMRewriter) and rw.backend.fingerprint == "scripted:x"
+    loaded: list[Closing] = []
+
+    def load(model: str, args=None) -> Closing:
+        loaded.append(Closing(lambda r: "", fingerprint=model))
+        return loaded[-1]
+
+    monkeypatch.setattr(backends, "load_backend", load)
+    audited = ScriptedBackend(lambda r: "")
+    run = Engine(audited, CallCache(tmp_path / "c.sqlite"), progress=False)
+    rw = load_rewriter("scripted:x", [], run)
+    assert isinstance(rw, LLMRewriter) and rw.backend.fingerprint == "scripted:x" and rw.engine.cache is run.cache
     empty = rw.rewrite([RewriteRequest("paraphrase", COT)])[0]
     assert not empty.ok and "returned nothing" in empty.checks["reason"]
+    assert run.stats_by_role()["rewriter"]["model_calls"] == 1 and run.stats.model_calls == 0
+    rw.close()
+    assert loaded[0].closed
+
+
+def test_rewriter_naming_the_audited_model_reuses_its_backend(tmp_path, monkeypatch):
+    import faithcheck.backends as backends
+
+    monkeypatch.setattr(backends, "load_backend", lambda *a: pytest.fail("a second copy of the model was loaded"))
+    audited = Closing(lambda r: "Tom owns 4 bags of 5 apples. That is 4 * 5 = 20. Eating 3 leaves 17 apples.\n" + STOP)
+    audited.name, audited.model_args = "scripted:audited", ("bos=off",)
+    run = Engine(audited, CallCache(tmp_path / "c.sqlite"), progress=False)
+    for args in ([], ["bos=off"]):
+        rw = load_rewriter("scripted:audited", args, run)
+        assert rw.backend is audited
+        assert rw.rewrite([RewriteRequest("paraphrase", COT)])[0].ok
+        rw.close()
+        assert not audited.closed  # the run closes the audited model, not the rewriter
+    calls = run.stats_by_role()
+    assert calls["rewriter"]["model_calls"] == 1 and calls["rewriter"]["cache_hits"] == 1  # the second one: cached
 
 
 # -- the same rewriter through the openai: backend against a real llama.cpp server -------------
@@ -147,7 +188,7 @@ def test_openai_rewriter_through_engine_and_cache(llama_server, tmp_path):
 
         def rewriter() -> LLMRewriter:
             backend = load_backend(f"openai:gemma@{proxy.url}", OPENAI_ARGS)
-            return LLMRewriter(backend, CallCache(tmp_path / "calls.sqlite"), max_new_tokens=40, progress=False)
+            return LLMRewriter(Engine(backend, CallCache(tmp_path / "calls.sqlite"), progress=False), max_new_tokens=40)
 
         first = rewriter()
         out = first.rewrite(reqs)
@@ -177,3 +218,30 @@ def test_openai_rewriter_through_engine_and_cache(llama_server, tmp_path):
     assert arith.ok and arith.checks["method"] == "rules" and arithmetic_correct(arith.steps[1]) is False
     assert other.checks.get("method") == "llm" or "reason" in other.checks
     assert all((v in (True, False) and e is None) or (v is None and e) for v, e in verdicts)
+
+
+def test_audit_counts_the_rewriters_calls_in_its_manifest(tmp_path, monkeypatch):
+    """One engine per run: the rewriter (here the audited model itself, not loaded again) goes
+    through the run's cache, and the manifest counts its calls beside the audited model's."""
+    import json
+
+    import faithcheck.backends as backends
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
+
+    monkeypatch.setattr(backends, "load_backend", lambda *a: pytest.fail("a second copy of the model was loaded"))
+
+    def script(req: GenerationRequest) -> str:
+        if "Rewrite the text" in req.prompt:
+            return "so 5 plus 4 makes 9 .\n" + STOP
+        terms = req.prompt.rsplit("compute (", 1)[1].split(")")[0].split("+")  # each item its own CoT
+        return " 3" if req.prefill.endswith("answer") else f"{terms[0].strip()} plus {terms[1].strip()} makes 9 . answer 9"
+
+    audited = ScriptedBackend(script)
+    audited.name = "scripted:a"
+    config = AuditConfig("scripted:a", task="modular", n=3, probes=("paraphrase",), out=tmp_path / "run",
+                         rewriter="scripted:a", progress=False)
+    run_audit(config, audited, CallCache(tmp_path / "calls.sqlite"))
+    calls = json.loads((tmp_path / "run" / "manifest.json").read_text())["calls_by_role"]
+    rewrites = sum("Rewrite the text" in r.prompt for r in audited.calls)
+    assert rewrites == 3 and calls["rewriter"]["model_calls"] == rewrites
+    assert calls["audited"]["model_calls"] == len(audited.calls) - rewrites
