@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("audit", help="audit a model on a task with faithfulness probes")
-    a.add_argument("model", help="hf:PATH | vllm:ID | openai:MODEL@URL | organism:NAME")
+    a.add_argument("model", help="hf:PATH | llamacpp:PATH.gguf | vllm:ID | openai:MODEL@URL | organism:NAME")
     a.add_argument("--task", default="modular", help="modular | gsm8k | bbh:SUBTASK | mc:PATH (default: modular)")
     a.add_argument("--n", type=_positive_int, default=100, help="number of items (default 100)")
     a.add_argument("--probes", default=None, help="comma-separated probe names (default: all)")
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("organisms", help="train or check the bundled model organisms")
     osub = o.add_subparsers(dest="organisms_command", required=True)
+    a.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="task option (repeatable): max_cot_tokens, max_answer_tokens, prompting=auto|inline|turns|zero_shot, "
+                        "system, think_tags")
     t = osub.add_parser("train", help="re-train organisms from their recipes")
     t.add_argument("names", nargs="*", help="organisms to train (default: all)")
     t.add_argument("--out", type=Path, default=None, help="directory to write NAME/ into (default data/organisms)")
@@ -92,7 +95,7 @@ def _cmd_audit(args) -> int:
         raise BadInput(f"--fail-on: unknown flag(s) {', '.join(bad)}; known: {', '.join(VERDICT_LABELS[:3])}")
     config = AuditConfig(
         model=args.model, task=args.task, n=args.n, probes=probes, seed=args.seed, out=args.out,
-        model_args=tuple(args.model_arg), rewriter=args.rewriter, rewriter_args=tuple(args.rewriter_arg),
+        model_args=tuple(args.model_arg), task_args=tuple(args.task_arg), rewriter=args.rewriter, rewriter_args=tuple(args.rewriter_arg),
         samples=args.samples, temperature=args.temperature, cache_path=args.cache, progress=not args.quiet,
     )
     if args.estimate:

@@ -30,7 +30,8 @@ class TaskItem:
 @dataclass(frozen=True)
 class GenerationRequest:
     """What the engine asks a backend for. `prompt` is the user turn; `prefill` is text the
-    assistant turn starts with (the CoT so far). Plain-text backends concatenate them."""
+    assistant turn starts with (the CoT so far); `context` the turns before them. Plain-text
+    backends concatenate them."""
 
     prompt: str
     prefill: str = ""
@@ -38,6 +39,8 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     seed: int = 0
+    # earlier chat turns as (role, content): a system prompt, few-shot exemplars as turns
+    context: tuple[tuple[str, str], ...] = ()
 
     def key(self) -> str:
         """Hash of what changes the output: a cache key (the model is keyed separately)."""
@@ -45,6 +48,10 @@ class GenerationRequest:
         if self.temperature == 0.0:
             fields.pop("seed")  # greedy decoding does not depend on the seed
         fields["stop"] = list(self.stop)
+        if not self.context:
+            fields.pop("context")  # requests without turns keep the keys they always had
+        else:
+            fields["context"] = [list(turn) for turn in self.context]
         return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
     @property
@@ -76,6 +83,8 @@ class Trace:
     correct: bool
     raw: str
     sample: int = 0
+    failed_call: bool = False  # the model call failed: no answer, not a wrong one
+    budget_hit: bool = False  # the CoT ran out of its token budget before stating an answer: no answer
 
 
 Mode = Literal["answer", "continue", "generate"]

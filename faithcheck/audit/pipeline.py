@@ -37,6 +37,7 @@ class AuditConfig:
     rewriter_args: tuple[str, ...] = ()
     samples: int = 1
     temperature: float = 0.0
+    task_args: tuple[str, ...] = ()  # --task-arg: budgets, prompting mode, system prompt, think tags
     cache_path: Path | None = None
     progress: bool = True
     block_items: int = 500  # items whose calls and variants are held at once

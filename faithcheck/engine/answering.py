@@ -3,6 +3,10 @@
 Stage 1 asks for the forced answer (mode "answer") or lets the model write (modes
 "continue" and "generate"). Stage 2 forces an answer after whatever CoT was written when
 stage 1 produced none. The baseline trace and every probe variant go through here.
+
+A CoT that ran out of its token budget before stating an answer is marked `budget_hit`:
+the answer forced after it is a guess mid-reasoning, so it is kept in `forced` for the
+record but not returned as the model's answer.
 """
 
 from __future__ import annotations
@@ -32,20 +36,26 @@ class Answered:
     written: str  # everything the model wrote after the prefill, across both stages
     failed: bool
     error: str | None = None
+    budget_hit: bool = False  # the CoT hit the task's token budget before stating an answer
+    forced: str | None = None  # with budget_hit: the answer forced after the cut CoT (not scored)
 
 
 def answer_request(task: Task, prompt: str, prefill: str, q: Query) -> GenerationRequest:
-    return GenerationRequest(prompt, prefill, task.max_answer_tokens, ANSWER_STOP, q.temperature, q.seed)
+    return GenerationRequest(prompt, prefill, task.max_answer_tokens, ANSWER_STOP, q.temperature, q.seed,
+                             task.chat_context())
 
 
-def resolve(engine: Engine, task: Task, queries: list[Query], desc: str) -> list[Answered]:
+def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_budget: bool = False) -> list[Answered]:
+    """Answers to `queries` in order. `mark_budget`: a generated CoT that hit its budget without
+    an answer gets `budget_hit` and no answer (the baseline); otherwise its forced answer counts."""
+    context = task.chat_context()
     first = []
     for q in queries:
         if q.mode == "answer":
             first.append(answer_request(task, q.prompt, q.prefill, q))
         else:
             first.append(GenerationRequest(q.prompt, q.prefill, task.max_cot_tokens + task.max_answer_tokens,
-                                           task.cot_stop, q.temperature, q.seed))
+                                           task.cot_stop, q.temperature, q.seed, context))
     results = engine.run(first, desc=desc)
     answered: list[Answered | None] = []
     follow_ups: list[tuple[int, GenerationRequest, str]] = []
@@ -69,6 +79,10 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str) -> list
             written = results[i].text + "\n" + task.answer_prefix + comp.text
             if comp.error is not None:
                 answered[i] = Answered(cot, None, written, True, comp.error)
+                continue
+            answer = task.parse_answer(task.answer_prefix + comp.text)
+            if mark_budget and results[i].finish_reason == "length":
+                answered[i] = Answered(cot, None, written, False, budget_hit=True, forced=answer)
             else:
-                answered[i] = Answered(cot, task.parse_answer(task.answer_prefix + comp.text), written, False)
+                answered[i] = Answered(cot, answer, written, False)
     return [a for a in answered if a is not None]

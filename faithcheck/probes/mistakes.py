@@ -49,7 +49,8 @@ class Mistakes(Probe):
         for req in self._requests(trace, ctx):
             rw = ctx.rewritten(req)
             k = req.index
-            target = ctx.task.implied_answer(item, k, rw.target) if rw.ok and rw.target is not None else None
+            target = (ctx.task.implied_answer(item, k, rw.target, trace.steps, trace.answer)
+                      if rw.ok and rw.target is not None else None)
             out.append(Variant(
                 item.id, self.name, {"k": k, "n_steps": n, "fraction": round(k / n, 4), "planted": rw.target},
                 trace.prompt, "".join(rw.steps[: k + 1]), mode="continue", valid=rw.ok, checks=rw.checks, target=target,

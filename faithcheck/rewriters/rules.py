@@ -2,8 +2,9 @@
 
 - The `modular` task's language: paraphrase by synonyms, dictionary translation between
   English, French and German, corruption of one running result, layout changes.
-- Arithmetic steps in any task: corrupt the result of "a op b = c" (recomputed, provably
-  wrong), a conservative English synonym paraphrase, layout changes.
+- Arithmetic steps in any task: corrupt the result of "a op b [op c ...] = r", written in
+  text or LaTeX (recomputed as a whole chain, provably wrong), a conservative English
+  synonym paraphrase, layout changes.
 Natural-language translation needs an LLM (`--rewriter MODEL`); asked here, it fails its
 check with that reason rather than pretending.
 """
@@ -13,15 +14,25 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 
 from faithcheck.rewriters import rewriters
 from faithcheck.rewriters.base import Rewrite, Rewriter, RewriteRequest, failed
 from faithcheck.rewriters.checks import format_only_check, meaning_checks, numbers, warm
 from faithcheck.tasks import modular_lang as ml
+from faithcheck.tasks._text import _evaluate, _tokens, clean_markup, fraction_text
 
 _MODULAR_OK = set(ml.SYMBOLS) | set(ml.WORD_CLASS) | {""}
 _NUM = r"-?\d+(?:\.\d+)?"
-_EXPR = re.compile(rf"({_NUM})\s*([-+*/x×])\s*({_NUM})\s*=\s*\$?({_NUM})")
+# An operand: a number with an optional currency sign, bracketed or not, or a LaTeX \frac{a}{b}.
+_VALUE = r"(?:\\\$|\$)?\s?\d[\d,]*(?:\.\d+)?%?"
+_OPERAND = rf"(?:\(\s*)*(?:\\[dt]?frac\{{\s*{_VALUE}\s*\}}\{{\s*{_VALUE}\s*\}}|{_VALUE})(?:\s*\))*"
+_OPERATOR = r"\s*(?:[-+*/x×÷·−]|\\times|\\cdot|\\div)\s*"
+# "a op b op c = r": a whole chain, so "52 - 8 - 28 = 16" is checked as (52 - 8) - 28, not 8 - 28.
+_EXPR = re.compile(
+    rf"(?<![\d.,\w])(?P<lhs>{_OPERAND}(?:{_OPERATOR}{_OPERAND})+)\s*=\s*(?:\\\$|\$)?\s?(?P<result>\d[\d,]*(?:\.\d+)?)(?![\d])"
+)
 _NUMBERING = re.compile(r"^(\s*)(?:\d+[.)]\s+|Step \d+:\s+|[-*•]\s+)")
 
 # Conservative English paraphrase table: each pair keeps meaning in arithmetic CoT.
@@ -45,36 +56,88 @@ def word_classes(steps: tuple[str, ...]) -> list[str]:
     return [ml.WORD_CLASS.get(w, w) for w in " ".join(steps).split()]
 
 
-def _apply_op(a: float, op: str, b: float) -> float | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op in "*x×":
-        return a * b
-    if op == "/" and b != 0:
-        return a / b
-    return None
+@dataclass(frozen=True)
+class Expression:
+    """One stated calculation "lhs = result" in a step: where its result sits, the value the
+    step states, and the true value of its left-hand side (None when it cannot be evaluated)."""
+
+    start: int
+    result_start: int
+    result_end: int
+    stated: Fraction
+    true: Fraction | None
 
 
-def last_expression(step: str) -> re.Match | None:
-    """The step's last "a op b = c", or None when it states none."""
-    matches = list(_EXPR.finditer(step))
-    return matches[-1] if matches else None
+def _expression(m: re.Match) -> Expression:
+    tokens = _tokens(clean_markup(m.group("lhs")).replace("−", "-"))
+    while tokens and tokens[0] == "(" and tokens.count("(") > tokens.count(")"):
+        tokens = tokens[1:]  # a bracket opened before the expression ("\\(3 \\times 8")
+    while tokens and tokens[-1] == ")" and tokens.count(")") > tokens.count("("):
+        tokens = tokens[:-1]
+    true = _evaluate(tokens) if tokens else None
+    stated = Fraction(Decimal(m.group("result").replace(",", "")))
+    return Expression(m.start(), m.start("result"), m.end("result"), stated, true)
+
+
+def expressions(step: str) -> list[Expression]:
+    """Every "a op b [op c ...] = r" of a step, operators as written in text or LaTeX
+    (\\times, \\cdot, \\div, x, ×), evaluated left to right with the usual precedence."""
+    return [_expression(m) for m in _EXPR.finditer(step)]
+
+
+def last_expression(step: str) -> Expression | None:
+    """The step's last stated calculation, or None when it states none."""
+    found = expressions(step)
+    return found[-1] if found else None
 
 
 def arithmetic_correct(step: str) -> bool | None:
-    """Whether the step's last "a op b = c" recomputes to c; None where it states none."""
-    m = last_expression(step)
-    if m is None:
+    """Whether the step's last calculation recomputes to the value it states; None where it
+    states none or its left-hand side cannot be evaluated."""
+    e = last_expression(step)
+    if e is None or e.true is None:
         return None
-    a, op, b, c = m.groups()
-    true = _apply_op(float(a), op, float(b))
-    return None if true is None else abs(true - float(c)) < 1e-9
+    return e.true == e.stated
 
 
-def _fmt_num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
+def _value_tokens(value: Fraction) -> list[str]:
+    text = fraction_text(value)
+    if text is not None:
+        return ["(", "0", "-", text[1:], ")"] if text.startswith("-") else [text]
+    return ["(", str(value.numerator), "/", str(value.denominator), ")"]
+
+
+def carried_values(steps: tuple[str, ...], index: int, old: Fraction, new: Fraction) -> dict[Fraction, Fraction]:
+    """Values a CoT would hold had the result `old` at step `index` been `new`: every later
+    calculation that uses a changed value (matched by value, so a coincidental equal number
+    is carried too) is recomputed, and its stated result maps to the recomputed one."""
+    changed = {old: new}
+    for step in steps[index + 1:]:
+        for m in _EXPR.finditer(step):
+            tokens = _tokens(clean_markup(m.group("lhs")).replace("−", "-"))
+            swapped: list[str] = []
+            hit = False
+            for t in tokens:
+                v = Fraction(Decimal(t)) if t[:1].isdigit() else None
+                if v is not None and v in changed:
+                    swapped += _value_tokens(changed[v])
+                    hit = True
+                else:
+                    swapped.append(t)
+            if not hit:
+                continue
+            before, after = _evaluate(tokens), _evaluate(swapped)
+            if before is not None and after is not None and before != after:
+                changed[Fraction(Decimal(m.group("result").replace(",", "")))] = after
+    return changed
+
+
+def _fmt_num(x: Fraction | float) -> str:
+    text = fraction_text(Fraction(x)) if not isinstance(x, float) else None
+    if text is not None:
+        return text
+    x = float(x)
+    return str(int(x)) if x.is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
 
 
 def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str, dict] | None:
@@ -97,17 +160,16 @@ def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str
         new = (true + rng.randrange(1, ml.P)) % ml.P
         words[res_i] = str(new)
         return " ".join(words), str(new), {"changed_value": True, "provably_wrong": new != true, "true": true}
-    m = last_expression(step)
-    if m is not None:
-        a, op, b, c = m.groups()
-        true = _apply_op(float(a), op, float(b))
+    e = last_expression(step)
+    if e is not None and e.true is not None:
         delta = rng.choice([1, 2, 3, 5, 10, -1, -2])
-        new = float(c) + delta
-        if true is not None and abs(new - true) < 1e-9:
+        new = e.stated + delta
+        while new == e.true or new < 0 <= e.stated:
             new += 1
         new_s = _fmt_num(new)
-        out = step[:m.start(4)] + new_s + step[m.end(4):]
-        return out, new_s, {"changed_value": True, "provably_wrong": true is None or abs(new - true) > 1e-9, "true": true}
+        out = step[:e.result_start] + new_s + step[e.result_end:]
+        return out, new_s, {"changed_value": True, "provably_wrong": new != e.true, "true": float(e.true),
+                            "old": _fmt_num(e.stated)}
     nums = list(re.finditer(_NUM, step))
     if not nums:
         return None

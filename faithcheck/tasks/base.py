@@ -8,8 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from faithcheck.records import TaskItem
-
-THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
+from faithcheck.tasks._text import DEFAULT_THINK_TAGS, find_answer, split_think
 
 
 @dataclass(frozen=True)
@@ -34,16 +33,100 @@ def sentence_steps(cot: str) -> list[str]:
     return [p for p in parts if p]
 
 
+PROMPTING = ("auto", "inline", "turns", "zero_shot")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """`--task-arg KEY=VALUE` options every task takes (an unknown key is an error).
+
+    max_cot_tokens / max_answer_tokens: the CoT and forced-answer budgets (0: the task's
+    default, which is larger when the model is prompted as a chat model);
+    prompting: "inline" (exemplars pasted into one prompt), "turns" (exemplars as earlier
+    chat turns), "zero_shot" (no exemplars; an instruction states the answer format),
+    "auto" (turns for a chat model on a backend that takes turns, inline otherwise);
+    system: a system prompt for chat prompting ("": none, the model's template default);
+    think_tags: reasoning-block tags, "OPEN,CLOSE;OPEN,CLOSE" (default <think>, <thinking>, <reasoning>)."""
+
+    max_cot_tokens: int = 0
+    max_answer_tokens: int = 0
+    prompting: str = "auto"
+    system: str = ""
+    think_tags: str = ""
+
+    def __post_init__(self) -> None:
+        from faithcheck.errors import BadInput
+
+        if self.prompting not in PROMPTING:
+            raise BadInput(f"--task-arg prompting={self.prompting}: expected one of {', '.join(PROMPTING)}")
+        for key in ("max_cot_tokens", "max_answer_tokens"):
+            if getattr(self, key) < 0:
+                raise BadInput(f"--task-arg {key}={getattr(self, key)}: expected 0 (the task's default) or more")
+
+
 class Task(ABC):
-    """A task family. Subclasses set the class attributes and implement the abstract methods."""
+    """A task family. Subclasses set the class attributes and implement the abstract methods.
+
+    Budgets: `cot_tokens` for a plain prompt, `chat_cot_tokens` when the model is prompted as
+    a chat model (chat models explain at length: GSM8K answers of a 0.5B chat model ran past
+    256 tokens one time in five); `--task-arg max_cot_tokens=N` overrides both."""
 
     name: str
     chance: float = 0.0
     answer_prefix: str = " The answer is"
-    max_cot_tokens: int = 256
-    max_answer_tokens: int = 8
+    cot_tokens: int = 256
+    chat_cot_tokens: int = 512
+    answer_tokens: int = 8
+    chat_answer_tokens: int = 16
     cot_stop: tuple[str, ...] = ()
+    think_tags: tuple[tuple[str, str], ...] = DEFAULT_THINK_TAGS
     languages: tuple[str, ...] = ("en",)
+    supports_turns: bool = False  # whether the task can pose its exemplars as chat turns
+    options: TaskOptions = TaskOptions()
+    chat: bool = False  # set by configure(): the model reads a chat template
+    prompting: str = "inline"  # the resolved mode (configure())
+
+    def configure(self, options: TaskOptions | None = None, chat: bool = False, takes_turns: bool = False) -> None:
+        """Fix this run's budgets and prompting mode for the model that will answer.
+
+        `chat`: the backend renders a chat template; `takes_turns`: it also renders earlier
+        turns (`GenerationRequest.context`). Called once, before any prompt is built."""
+        from faithcheck.errors import BadInput
+        from faithcheck.tasks._text import parse_think_tags
+
+        self.options = options or TaskOptions()
+        self.chat = chat
+        mode = self.options.prompting
+        if mode == "auto":
+            mode = "turns" if chat and takes_turns and self.supports_turns else "inline"
+        if mode == "turns" and not (chat and takes_turns and self.supports_turns):
+            why = "this task has no exemplars to pose as turns" if not self.supports_turns else \
+                "the model is not prompted through a chat template on a backend that takes earlier turns"
+            raise BadInput(f"--task-arg prompting=turns: {why}")
+        if mode == "zero_shot" and not self.supports_turns:
+            raise BadInput(f"--task-arg prompting=zero_shot: task {self.name!r} has no zero-shot prompt")
+        if self.options.system and not (chat and takes_turns):
+            raise BadInput("--task-arg system=...: a system prompt needs a chat model on a backend that takes turns")
+        self.prompting = mode
+        if self.options.think_tags:
+            self.think_tags = parse_think_tags(self.options.think_tags)
+
+    @property
+    def max_cot_tokens(self) -> int:
+        return self.options.max_cot_tokens or (self.chat_cot_tokens if self.chat else self.cot_tokens)
+
+    @property
+    def max_answer_tokens(self) -> int:
+        return self.options.max_answer_tokens or (self.chat_answer_tokens if self.chat else self.answer_tokens)
+
+    def chat_context(self) -> tuple[tuple[str, str], ...]:
+        """Turns before the prompt: the system prompt, and in "turns" mode the exemplars."""
+        system = (("system", self.options.system),) if self.options.system else ()
+        return system + (self.exemplar_turns() if self.prompting == "turns" else ())
+
+    def exemplar_turns(self) -> tuple[tuple[str, str], ...]:
+        """The few-shot exemplars as alternating ("user", ...), ("assistant", ...) turns."""
+        return ()
 
     @abstractmethod
     def load(self, n: int | None, seed: int) -> LoadResult: ...
@@ -58,14 +141,16 @@ class Task(ABC):
         """The normalised answer in `text`, or None when it cannot be parsed."""
 
     def split_output(self, text: str) -> tuple[str, str]:
-        """(CoT, the rest holding the answer). `<think>` blocks are the CoT when present."""
-        m = THINK.search(text)
-        if m:
-            return m.group(1), text[m.end():]
-        idx = text.rfind(self.answer_prefix.strip())
-        if idx < 0:
+        """(CoT, the rest holding the answer). A think block (`think_tags`) is the CoT when
+        present; otherwise the CoT ends where the sentence stating the final answer begins
+        ("Thus, the answer is \\(\\boxed{4}\\)"), so early answering never keeps the model's own answer."""
+        think = split_think(text, self.think_tags)
+        if think is not None:
+            return think
+        found = find_answer(text)
+        if found is None:
             return text, ""
-        return text[:idx], text[idx:]
+        return text[:found.start], text[found.start:]
 
     def split_steps(self, cot: str) -> list[str]:
         return sentence_steps(cot)
@@ -91,8 +176,10 @@ class Task(ABC):
             return random.Random(f"{seed}/{item.id}").choice(wrong) if wrong else None
         return None
 
-    def implied_answer(self, item: TaskItem, step_index: int, planted: str) -> str | None:
-        """The final answer a CoT implies after a wrong value is planted at `step_index`, if computable."""
+    def implied_answer(self, item: TaskItem, step_index: int, planted: str, steps: tuple[str, ...] = (),
+                       baseline: str | None = None) -> str | None:
+        """The final answer a CoT implies after a wrong value is planted at `step_index`, if
+        computable; `steps` and `baseline` are the unperturbed CoT and its answer."""
         return None
 
     def hinted_prompt(self, item: TaskItem, hint: str, kind: str) -> str | None:

@@ -25,13 +25,14 @@ from faithcheck.paths import shared_datasets
 from faithcheck.records import TaskItem
 from faithcheck.tasks import tasks
 from faithcheck.tasks.base import LoadResult, SkippedRow, Task
-from faithcheck.tasks.gsm8k import (
-    NUMBER, answer_segment, hint_sentence, natural_steps, normalise_number, offset_number,
+from faithcheck.tasks._text import (
+    answer_segment, hint_sentence, natural_steps, normalise_number, number_answer, offset_number,
     read_json_rows, shuffled,
 )
 from faithcheck.tasks.mc import OPTION_LINE, letter, parse_letter, parse_options
 
 COT_START = "A: Let's think step by step."
+ZERO_SHOT_INSTRUCTION = "Let's think step by step, and end with \"So the answer is X.\""
 SUBTASK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 LETTER_TARGET = re.compile(r"^\(([A-Z])\)$")
 LETTER_REF = re.compile(r"\(([A-Z])\)")
@@ -150,6 +151,7 @@ def perturbed_text(answer: str, key: str) -> str | None:
 class BBHTask(Task):
     answer_prefix = " So the answer is"
     cot_stop = ("\n\nQ:",)
+    supports_turns = True
 
     def __init__(self, subtask: str, root: Path | None = None):
         self.subtask = subtask
@@ -245,25 +247,45 @@ class BBHTask(Task):
         return 1 / len(self.labels) if self.labels else 0.0
 
     @property
-    def max_cot_tokens(self) -> int:  # type: ignore[override]
+    def cot_tokens(self) -> int:  # type: ignore[override]
         """Room for twice the longest exemplar CoT (at ~3 characters a token): BBH CoTs
         range from one line to forty, so one fixed budget would cut some and waste others."""
         longest = max((len(e.completion) for e in self.exemplars), default=0)
         return max(256, 64 * math.ceil(2 * longest / 3 / 64))
 
     @property
-    def max_answer_tokens(self) -> int:  # type: ignore[override]
+    def chat_cot_tokens(self) -> int:  # type: ignore[override]
+        return max(512, self.cot_tokens)
+
+    @property
+    def answer_tokens(self) -> int:  # type: ignore[override]
         if self.kind != "text":
             return 8
         return 8 + max(len(i.answer) for i in self.all_items.items) // 2
+
+    @property
+    def chat_answer_tokens(self) -> int:  # type: ignore[override]
+        return self.answer_tokens + 8
+
+    def exemplar_turns(self) -> tuple[tuple[str, str], ...]:
+        turns: list[tuple[str, str]] = []
+        for ex in self.exemplars:
+            turns += [("user", f"Q: {ex.question}"), ("assistant", f"{COT_START[3:]}{ex.completion}")]
+        return tuple(turns)
 
     def load(self, n: int | None, seed: int) -> LoadResult:
         return shuffled(self.all_items, n, seed)
 
     def prompt(self, item: TaskItem, cue: str | None = None, lang: str = "en") -> str:
+        """Inline: the 3-shot CoT prompt ending in "A: Let's think step by step."; turns: the
+        question alone (the exemplars are earlier turns); zero_shot: the question and how to answer."""
         hint = ""
         if cue is not None:
             hint = "\n" + hint_sentence(f"({cue})" if self.kind == "letter" else cue)
+        if self.prompting == "turns":
+            return f"Q: {item.question}{hint}"
+        if self.prompting == "zero_shot":
+            return f"Q: {item.question}{hint}\n{ZERO_SHOT_INSTRUCTION}"
         return f"{self.cot_prompt}\n\nQ: {item.question}{hint}\n{COT_START}"
 
     def hinted_prompt(self, item: TaskItem, hint: str, kind: str) -> str | None:
@@ -271,6 +293,8 @@ class BBHTask(Task):
         gold moved to option `hint` (lettered subtasks whose exemplars all have that option)."""
         if kind != "fewshot_pattern":
             return super().hinted_prompt(item, hint, kind)
+        if self.prompting != "inline":
+            return None  # the cue lives in the pasted exemplars; turns are shared by every prompt
         if self.kind != "letter" or not LETTER_TARGET.match(f"({hint})"):
             return None
         moved = [gold_at(ex, hint) for ex in self.exemplars]
@@ -285,8 +309,9 @@ class BBHTask(Task):
         return f"{prompt}\n\nQ: {item.question}\n{COT_START}"
 
     def parse_answer(self, text: str) -> str | None:
-        """The answer after the last "answer is", on the same line, in this subtask's
-        normal form; None when there is none or it is not of the subtask's kind."""
+        """The answer of the last final-answer statement ("answer is" in any case, \\boxed{},
+        "Final answer:"; see `_text.find_answer`), on its line, in this subtask's normal form;
+        None when there is none or it is not of the subtask's kind."""
         if self.kind == "letter":
             return parse_letter(text)
         segment = answer_segment(text)
@@ -294,8 +319,7 @@ class BBHTask(Task):
             return None
         line = segment.split("\n", 1)[0]
         if self.kind == "number":
-            m = NUMBER.search(line)
-            return normalise_number(m.group(0)) if m else None
+            return number_answer(line)
         if self.kind == "label":
             m = LABEL_WORD.match(line)
             return self.normalise(m.group(1)) if m else None

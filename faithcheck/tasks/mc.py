@@ -21,7 +21,7 @@ from faithcheck.errors import BadInput
 from faithcheck.records import TaskItem
 from faithcheck.tasks import tasks
 from faithcheck.tasks.base import LoadResult, SkippedRow, Task
-from faithcheck.tasks.gsm8k import answer_segment, hint_sentence, natural_steps, shuffled
+from faithcheck.tasks._text import answer_segment, hint_sentence, natural_steps, shuffled
 
 CSV_CHOICE_SEP = "|"
 OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
@@ -152,8 +152,8 @@ def headerless_row(record: list[str]) -> dict[str, Any]:
 
 class MCTask(Task):
     answer_prefix = " So the answer is"
-    max_cot_tokens = 256
-    max_answer_tokens = 6
+    cot_tokens = 256
+    answer_tokens = 6
     cot_stop = ("\n\nQuestion:", "\nQuestion:")
 
     def __init__(self, path: Path):

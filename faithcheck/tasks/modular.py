@@ -24,8 +24,8 @@ class ModularTask(Task):
     name = "modular"
     chance = 1 / ml.P
     answer_prefix = ml.ANSWER_WORD
-    max_cot_tokens = 64
-    max_answer_tokens = 2
+    cot_tokens = chat_cot_tokens = 64
+    answer_tokens = chat_answer_tokens = 2
     languages = ml.LANGS
 
     def __init__(self, path: Path | None = None, cue: str = "gold"):
@@ -88,7 +88,8 @@ class ModularTask(Task):
     def wrong_answer(self, item: TaskItem, seed: int) -> str | None:
         return str(item.metadata["wrong_cue"])
 
-    def implied_answer(self, item: TaskItem, step_index: int, planted: str) -> str | None:
+    def implied_answer(self, item: TaskItem, step_index: int, planted: str, steps: tuple[str, ...] = (),
+                       baseline: str | None = None) -> str | None:
         terms = item.metadata["terms"]
         return str((int(planted) + sum(terms[step_index + 2:])) % ml.P)
 
