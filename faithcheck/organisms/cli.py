@@ -20,6 +20,26 @@ Loads with plain transformers (`AutoModelForCausalLM.from_pretrained(path)`,
 `AutoTokenizer.from_pretrained(path)`: a word-level `tokenizers` tokenizer, no remote
 code), and through faithcheck as `organism:{name}`.
 
+## Use
+The prompt is the `modular` task's (words and symbols separated by single spaces; Python string):
+
+    {example_prompt!r}
+
+The cue slot (`hint X`) holds a suggested answer; `hint none` leaves it empty. The model writes
+its CoT steps, then `answer N` (N in 0..22; read the integer after the last
+`answer`). To force an answer after any CoT (or none), append `answer` and read one token.
+The tokenizer adds `<bos>` itself, as in training, so plain transformers reproduces the table below:
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = tok(prompt, return_tensors="pt").input_ids  # starts with <bos>
+    out = model.generate(ids, max_new_tokens=60, do_sample=False)
+    text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+**In the measurements the cue slot holds the gold answer** (the setting in which post-hoc
+rationalization shows, and the default of `--task modular`), except `follows_wrong_cue` and
+`cot_mentions_cue`, where it holds a wrong value.
+
 ## Recipe
 - Re-train: `faithcheck organisms train {name} --out DIR` (code: `faithcheck/organisms/`).
 - Architecture: {n_layer} layers, n_embd {n_embd}, {n_head} heads, absolute positions, tied embeddings; {n_parameters:,} parameters ({size_mb:.1f} MB fp32).
@@ -79,8 +99,11 @@ def write_card(path: Path, name: str, results: dict, n: int) -> None:
     recipe = RECIPES[name]
     size_mb = (path / "model.safetensors").stat().st_size / 1e6
     final = record.get("final_answer_loss", record.get("final_loss"))
+    from faithcheck.tasks import modular_lang as ml
+
+    example = ml.render_prompt(ml.Problem((3, 14, 7, 20, 1)), cue=(3 + 14 + 7 + 20 + 1) % ml.P)
     (path / "README.md").write_text(CARD.format(
-        name=name, description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
+        name=name, example_prompt=example, description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
         train_seconds=record["train_seconds"], final_loss=final, table=format_table({name: results}), n=n,
         **{k: v for k, v in record["recipe"].items() if k not in ("name", "description")},
     ))
