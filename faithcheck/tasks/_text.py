@@ -382,9 +382,10 @@ def natural_steps(cot: str) -> list[str]:
         stop = b
         while stop < len(cot) and cot[stop] in " \t":
             stop += 1
-        if stop < len(cot) and cot[stop] == "\n":
-            stop += 1
-        if 0 < stop < len(cot):
+        if stop < len(cot) and cot[stop] == "\n":  # a block ending its line ends its step, with the blank lines after it
+            while stop < len(cot) and cot[stop].isspace():
+                stop += 1
+        if b < stop < len(cot) and "\n" in cot[b:stop]:
             cuts.append(stop)
         if a > 0 and cot[a - 1] == "\n":
             cuts.append(a)

@@ -1,0 +1,108 @@
+"""The llama.cpp backend on the real Qwen2.5-Coder-0.5B-Instruct GGUF: greedy and deterministic,
+stop strings, chat turns through the GGUF's own template, shared prefixes evaluated once, and
+(slow) the same answers as the hf backend on the same file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faithcheck.errors import BadInput
+from faithcheck.records import GenerationRequest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+
+QUESTION = "Tom has 3 boxes of 4 apples and eats 2 apples. How many apples are left?"
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_gguf: Path):
+    from faithcheck.backends import load_backend
+
+    backend = load_backend(f"llamacpp:{qwen_gguf}")
+    yield backend
+    backend.close()
+
+
+def test_config_is_validated(qwen_gguf: Path):
+    from faithcheck.backends import load_backend
+
+    with pytest.raises(BadInput, match="unknown key"):
+        load_backend(f"llamacpp:{qwen_gguf}", ["thread=2"])
+    with pytest.raises(BadInput, match="no such GGUF"):
+        load_backend("llamacpp:/nonexistent/model.gguf")
+
+
+def test_chat_template_renders_turns_and_leaves_the_assistant_turn_open(qwen):
+    req = GenerationRequest("Q2", "So far", context=(("system", "Be brief."), ("user", "Q1"), ("assistant", "A1")))
+    text = qwen.render(req)
+    assert qwen.chat and text.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>" in text
+    assert text.endswith("<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\nSo far")
+
+
+def test_greedy_stop_strings_and_order_do_not_change_answers(qwen):
+    reqs = [
+        GenerationRequest(QUESTION, "Step by step: 3 * 4 =", 6, ("\n",)),
+        GenerationRequest(QUESTION, "The answer is", 8, ("\n",)),
+        GenerationRequest(QUESTION, "", 12, ()),
+    ]
+    first = qwen.generate(reqs)
+    again = qwen.generate(list(reversed(reqs)))[::-1]
+    assert [c.text for c in first] == [c.text for c in again]
+    assert all(c.error is None for c in first)
+    assert "\n" not in first[0].text and "\n" not in first[1].text
+    assert first[2].finish_reason == "length" and first[2].n_generated_tokens == 12
+    assert "12" in first[0].text  # 3 * 4 = 12: the model computes, it does not echo
+
+
+def test_shared_prefixes_are_evaluated_once(qwen):
+    cot = "There are 3 boxes. Each box has 4 apples. So there are 3 * 4 = 12 apples. Tom eats 2 apples. "
+    reqs = [GenerationRequest(QUESTION, cot[:cut] + "The answer is", 4, ("\n",)) for cut in range(0, len(cot), 20)]
+    before = dict(qwen.counters)
+    out = qwen.generate(reqs)
+    assert all(c.error is None for c in out)
+    prompt = qwen.counters["prompt_tokens"] - before["prompt_tokens"]
+    evaluated = qwen.counters["tokens_evaluated"] - before["tokens_evaluated"]
+    longest = max(len(qwen.tokens(r)) for r in reqs)
+    # each request evaluates only what follows the previous one's tokens: about the longest prompt plus
+    # the generated tokens it replaces, not the sum of all prompts
+    assert evaluated < prompt / 2 and evaluated <= longest + 8 * len(reqs), (evaluated, prompt, longest)
+
+
+def test_a_prompt_past_the_context_is_a_failed_call(qwen_gguf: Path):
+    from faithcheck.backends import load_backend
+
+    small = load_backend(f"llamacpp:{qwen_gguf}", ["n_ctx=64"])
+    try:
+        [c] = small.generate([GenerationRequest(QUESTION * 4, "", 32)])
+        assert c.error is not None and "n_ctx" in c.error and c.text == ""
+    finally:
+        small.close()
+
+
+@pytest.mark.slow
+def test_same_answers_as_hf_on_the_same_gguf(qwen, qwen_gguf: Path):
+    """hf de-quantises the GGUF to fp32, llama.cpp computes in Q4_K/Q8 blocks: their logits differ a
+    little, so greedy text may part after a while; the forced answers must agree."""
+    from faithcheck.backends import load_backend
+
+    questions = [
+        "Tom has 3 boxes of 4 apples and eats 2 apples. How many apples are left?",
+        "A pen costs $2 and a book costs $5. How much do 3 pens and 2 books cost?",
+        "Sara reads 12 pages a day. How many pages does she read in a week?",
+        "There are 30 students and 18 are girls. How many boys are there?",
+        "A train travels 60 km per hour for 3 hours. How far does it go?",
+    ]
+    reqs = [GenerationRequest(q, "Let's compute step by step, then give the number. The answer is", 6, ("\n",))
+            for q in questions]
+    hf = load_backend(f"hf:{qwen_gguf}")
+    try:
+        ours, theirs = qwen.generate(reqs), hf.generate(reqs)
+    finally:
+        hf.close()
+    from faithcheck.tasks._text import number_answer
+
+    agree = [number_answer(a.text) == number_answer(b.text) for a, b in zip(ours, theirs)]
+    assert sum(agree) >= 4, [(a.text, b.text) for a, b in zip(ours, theirs)]
