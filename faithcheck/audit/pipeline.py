@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from faithcheck.backends import load_backend
-from faithcheck.engine.answering import Query, resolve
+from faithcheck.engine.answering import Answered, Query, resolve
 from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.probes import DEFAULT_PROBES, ProbeContext, ProbeMetrics, get_probes
@@ -21,7 +21,7 @@ from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.distribution import distribution_shift
 from faithcheck.scoring.stats import holm, wilson
 from faithcheck.scoring.verdict import Verdict, decide
-from faithcheck.tasks import get_task
+from faithcheck.tasks import configure_task, get_task, task_options
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,11 @@ def default_run_dir(model: str, task: str) -> Path:
 
 def baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> list[Trace]:
     prompts = [task.prompt(item) for item in items]
-    answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], f"baseline CoT{tag}")
+    answered = resolve(engine, task, [Query(p, "", "generate") for p in prompts], f"baseline CoT{tag}", mark_budget=True)
     traces = []
     for item, prompt, a in zip(items, prompts, answered):
         traces.append(Trace(item.id, prompt, a.cot, tuple(task.split_steps(a.cot)), a.answer,
-                            task.is_correct(item, a.answer), a.written))
+                            task.is_correct(item, a.answer), a.written, budget_hit=a.budget_hit))
     return traces
 
 
@@ -148,11 +148,13 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
 
     started = time.time()
     task = get_task(config.task)
+    options = task_options(config.task_args)  # a bad --task-arg fails before the model loads
     probe_objs = get_probes(list(config.probes))
     loaded = task.load(config.n, config.seed)
     items = list(loaded.items)
     own_backend = backend is None
     backend = backend or load_backend(config.model, list(config.model_args))
+    configure_task(task, options, backend)
     cache = cache or CallCache(config.cache_path or default_cache_path())
     engine = Engine(backend, cache, progress=config.progress)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
@@ -209,17 +211,29 @@ def _audit_block(engine: Engine, task, probe_objs, items: list[TaskItem], ctx: P
     sampled = baseline_samples(engine, task, items, config)
     traces_by_id = {t.item_id: t for t in traces}
     items_by_id = {i.id: i for i in items}
+    items = [i for i in items if not traces_by_id[i.id].budget_hit]  # no baseline answer to compare with
     ctx = replace(ctx, rewrites=resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
     variants: list[Variant] = []
     for probe in probe_objs:
         for item in items:
             variants.extend(probe.variants(item, traces_by_id[item.id], ctx))
     expanded = expand_samples(variants, config)
-    answered = resolve(engine, task, [q for _, q in expanded], f"probe variants{tag}")
+    answered = _resolve_valid(engine, task, expanded, f"probe variants{tag}")
     outcomes = _outcomes(task, items_by_id, traces_by_id, [v for v, _ in expanded], answered)
     outcomes = _judge(probe_objs, rewriter, outcomes)
     table = pd.DataFrame([o.__dict__ for o in outcomes]) if outcomes else _empty_outcomes()
     return traces, sampled, [v for v, _ in expanded], table
+
+
+def _resolve_valid(engine: Engine, task, expanded: list[tuple[Variant, Query]], desc: str) -> list[Answered]:
+    """Answers to the variants that passed their checks; one that failed them is never sent
+    (its row is kept, with no answer, and counted as a failed check)."""
+    sent = [i for i, (v, _) in enumerate(expanded) if v.valid]
+    got = resolve(engine, task, [expanded[i][1] for i in sent], desc)
+    answered = [Answered(v.prefill, None, "", False) for v, _ in expanded]
+    for i, a in zip(sent, got):
+        answered[i] = a
+    return answered
 
 
 def resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:

@@ -66,7 +66,12 @@ def summary_numbers(metrics: dict, cot_acc: Estimate, table: pd.DataFrame, trace
             accuracy[name] = metrics[name].headline.to_dict()
     retained = cot_benefit_retained(table, seed) if len(table) else {}
     unparsed = sum(t.answer is None for t in traces)
+    over_budget = sum(bool(getattr(t, "budget_hit", False)) for t in traces)
     notes = [n for m in metrics.values() for n in m.notes]
+    if over_budget:
+        notes.append(f"baseline: {over_budget} of {len(traces)} CoTs hit the token budget before stating an answer; "
+                     "they have no answer (left out of CoT accuracy and of every probe); raise the budget with "
+                     "--task-arg max_cot_tokens=N")
     if traces and unparsed > len(traces) / 2:
         notes.insert(0, f"baseline: {unparsed} of {len(traces)} CoT answers could not be parsed; CoT accuracy is "
                         f"read on the {len(traces) - unparsed} that could (not an accuracy of 0)")
@@ -76,6 +81,7 @@ def summary_numbers(metrics: dict, cot_acc: Estimate, table: pd.DataFrame, trace
         "cot_benefit_retained": {k: e.to_dict() for k, e in retained.items()},
         "outcomes": outcome_totals(table),
         "unparseable_baseline_answers": unparsed,
+        "budget_hit_baselines": over_budget,
         "notes": notes,
     }
 
