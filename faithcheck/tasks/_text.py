@@ -161,12 +161,31 @@ def find_answer(text: str) -> AnswerStatement | None:
             anchor = last_phrase.start()
         return AnswerStatement(_statement_start(text, anchor), clean_markup(last_box[2]).strip())
     if last_phrase is None:
-        return None
+        return _last_line_answer(text)
     segment = _segment_after(text, last_phrase.end())
     inner = boxed_contents(segment)
     if inner:
         segment = inner[-1][2]
     return AnswerStatement(_statement_start(text, last_phrase.start()), clean_markup(segment).strip(" \t:*"))
+
+
+_OUTPUT_BLOCK = re.compile(r"```output\s*\n(.*?)\n?```\s*$", re.S)
+_BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
+
+
+def _last_line_answer(text: str) -> AnswerStatement | None:
+    """Without an answer phrase or box: a code answer's closing output block (```output\n18\n```)
+    or a bold value on the last line ("She makes **$18** a day."). A bold heading ("**Step 2:**")
+    is not an answer."""
+    body = text.rstrip()
+    m = _OUTPUT_BLOCK.search(body)
+    if m and NUMBER.fullmatch(m.group(1).strip().replace(" ", "")):
+        return AnswerStatement(m.start(), m.group(1).strip())
+    line_start = body.rfind("\n") + 1
+    bolds = [b for b in _BOLD.finditer(body, line_start) if NUMBER.search(b.group(1)) and not b.group(1).rstrip().endswith(":")]
+    if bolds:
+        return AnswerStatement(_statement_start(text, bolds[-1].start()), clean_markup(bolds[-1].group(1)).strip())
+    return None
 
 
 def answer_segment(text: str) -> str | None:

@@ -61,9 +61,17 @@ def test_the_cot_ends_where_the_answer_sentence_begins(gsm8k, text, cot):
     assert gsm8k.parse_answer(rest) is not None
 
 
+def test_code_answers_and_bold_values_without_a_phrase(gsm8k):
+    code = "```python\nprint(9 * 2)\n```\n"
+    assert gsm8k.split_output(code + "```output\n18\n```") == (code, "```output\n18\n```")
+    assert gsm8k.parse_answer("```output\n18\n```") == "18"
+    cot, rest = gsm8k.split_output("She has 9 eggs.\nJanet makes **$18** every day.")
+    assert cot == "She has 9 eggs.\n" and gsm8k.parse_answer(rest) == "18"
+
+
 def test_no_statement_keeps_everything_as_cot(gsm8k):
-    text = "```python\nprint(9 * 2)\n```\n```output\n18\n```"
-    assert gsm8k.split_output(text) == (text, "")
+    for text in ["**Step 2:** compute 3 * 4", "The total is **18**.\n\nLet me check that again", "9 eggs"]:
+        assert gsm8k.split_output(text) == (text, "")
 
 
 @pytest.mark.parametrize("text, expected", [
