@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faithcheck.backends import backends
+from faithcheck.backends import _gguf_cache, backends
 from faithcheck.backends._hf_generate import Generator
 from faithcheck.backends._hf_passes import ModelPasses
 from faithcheck.backends._hf_score import Scorer
@@ -139,6 +139,10 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
     try:
         with _gguf_parsed_once() if "gguf_file" in kwargs else nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        dequantized = _gguf_cache.dequantized_dir(weights_fingerprint(path))
+        if _gguf_cache.ready(dequantized):  # de-quantised once already: read the safetensors copy
+            source = str(dequantized)
+            del kwargs["gguf_file"]
             model_kwargs = kwargs if "gguf_file" in kwargs else {**kwargs, "use_safetensors": True}
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **model_kwargs)
     except (OSError, ValueError, KeyError) as e:
@@ -147,6 +151,8 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
     model.to(config.device).eval()
     if path.exists():
         fingerprint = f"hf:{path.resolve()}:{weights_fingerprint(path)}"
+    if "gguf_file" in kwargs and config.dtype in ("auto", "float32"):  # the copy holds float32 weights only
+        _gguf_cache.save(model, tokenizer, dequantized)
     else:
         fingerprint = f"hf:{target}:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     return model, tokenizer, fingerprint
