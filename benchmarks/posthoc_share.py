@@ -1,0 +1,143 @@
+"""Check the graded post-hoc share against mixtures whose share is known by construction.
+
+For each fraction F and seed, audits `mixed:F:INNER` (post-hoc on a seeded fraction F of
+items, INNER itself on the rest) and compares the run's post-hoc share (summary.json
+"graded", a Wilson 95% CI) with the true share. Around a model organism that is F; around a
+real model, which is itself partly post-hoc, it is F + (1 - F) q, with q INNER's own share,
+estimated first on `mixed:0` with seeds the check does not use (`--q-seeds`; its spread is
+printed). Prints the coverage table: per F, how many runs' CIs cover the true share and how
+far the estimates fall from it.
+
+    python benchmarks/posthoc_share.py                      # around organism:faithful, modular
+    python benchmarks/posthoc_share.py --inner llamacpp:PATH.gguf --task gsm8k --n 40 \\
+        --cache /work/cache/qwen.sqlite --q-seeds 100,101   # around a real model
+
+INNER's calls go through one shared cache, so every fraction reuses the model's work on
+the same items; only the construction's own (cheap) calls differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+PROBES = ("no_cot", "early_answering", "mistakes")
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], half: str | None = None) -> dict:
+    """One audit of `model`; its post-hoc share read on all its items, or on one half of them
+    (`half` "A"/"B", split by a hash of the item id) when q and the check share the items."""
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
+    from faithcheck.backends import load_backend
+    from faithcheck.backends.constructed import unit_hash
+    from faithcheck.engine.cache import CallCache
+    from faithcheck.scoring.posthoc_share import DEPENDS, FIXED, classify_items
+    from faithcheck.scoring.stats import wilson
+
+    model_args = [f"task={args.task}", f"cache={args.cache}", f"mix_seed={mix_seed}", *inner_args]
+    backend = load_backend(model, model_args)
+    config = AuditConfig(model=model, task=args.task, n=args.n, seed=seed, probes=tuple(args.probes.split(",")),
+                         progress=False, model_args=tuple(model_args),
+                         out=args.out / f"{model.split(':', 2)[1]}-seed{seed}-mix{mix_seed}")
+    try:
+        result = run_audit(config, backend=backend, cache=CallCache(args.cache))
+        marks = {t.item_id: backend.post_hoc_items(t.prompt) for t in result.traces}
+    finally:
+        backend.close()
+    classes = classify_items(result.outcomes)
+    if half is not None:
+        keep = {i for i in marks if (unit_hash("q-split", i) < 0.5) == (half == "A")}
+        classes = classes[classes["item_id"].isin(keep)]
+        marks = {i: m for i, m in marks.items() if i in keep}
+    fixed = int((classes["posthoc_class"] == FIXED).sum())
+    told = fixed + int((classes["posthoc_class"] == DEPENDS).sum())
+    share = wilson(fixed, told)
+    return {"estimate": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high, "n": share.n,
+            "counts": {"fixed_before_cot": fixed, "told": told, "items": len(classes)},
+            "realised_fraction": sum(marks.values()) / max(1, len(marks)), "verdict": result.verdict.label,
+            "capability": result.summary["graded"].get("capability", {})}
+
+
+def main() -> None:
+    from faithcheck.scoring.stats import wilson
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--inner", default="organism:faithful")
+    ap.add_argument("--inner-arg", action="append", default=[], help="--model-arg for INNER (repeatable)")
+    ap.add_argument("--task", default="modular")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="mixture seeds of the check (and item samples, unless --item-seed)")
+    ap.add_argument("--item-seed", type=int, default=None, help="one item sample for every run (a real model's work is then shared)")
+    ap.add_argument("--split-q", action="store_true", help="estimate q on mixed:0 on half of the items (hash of the id) "
+                    "and read every check on the other half (for a real model whose q-seeds would cost new items)")
+    ap.add_argument("--probes", default=",".join(PROBES))
+    ap.add_argument("--q-seeds", default="", help="seeds for q, INNER's own share on mixed:0 (default: q = 0, "
+                    "right for an organism built faithful)")
+    ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("FAITHCHECK_CACHE_DIR", "reports")) / "posthoc_share.sqlite")
+    ap.add_argument("--out", type=Path, default=Path("reports") / "posthoc_share")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    fractions = [float(f) for f in args.fractions.split(",") if f]
+    start = time.time()
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)", flush=True)
+
+    q, q_runs = 0.0, []
+    q_plan = [(s, s, None) for s in [int(x) for x in args.q_seeds.split(",") if x]]
+    if args.split_q:
+        q_plan = [(args.item_seed if args.item_seed is not None else seeds[0], 0, "A")]
+    for item_seed, mix_seed, half in q_plan:
+        run = audit(f"mixed:0:{args.inner}", args, item_seed, mix_seed, args.inner_arg, half)
+        q_runs.append(run)
+        s = item_seed
+        print(f"q run seed {s}: {run['estimate']:.3f} [{run['ci_low']:.3f}, {run['ci_high']:.3f}] n={run['n']} "
+              f"counts={run['counts']} capability={run['capability'].get('holds')}", flush=True)
+    if q_runs:
+        total_fixed = sum(r["counts"]["fixed_before_cot"] for r in q_runs)
+        total_told = sum(r["n"] for r in q_runs)
+        q = total_fixed / total_told
+        spread = statistics.pstdev([r["estimate"] for r in q_runs]) if len(q_runs) > 1 else float("nan")
+        q_ci = wilson(total_fixed, total_told)
+        print(f"q = {q:.3f}, 95% CI [{q_ci.ci_low:.3f}, {q_ci.ci_high:.3f}] (pooled over {len(q_runs)} runs, {total_told} "
+              f"items; spread between runs sd {spread:.3f})")
+
+    rows = []
+    for f in fractions:
+        for s in seeds:
+            item_seed = s if args.item_seed is None else args.item_seed
+            run = audit(f"mixed:{f:g}:{args.inner}", args, item_seed, s, args.inner_arg, "B" if args.split_q else None)
+            truth = f + (1 - f) * q
+            run.update(fraction=f, seed=s, truth=truth,
+                       covers=run["ci_low"] <= truth <= run["ci_high"], error=abs(run["estimate"] - truth),
+                       covers_realised=run["ci_low"] <= run["realised_fraction"] + (1 - run["realised_fraction"]) * q <= run["ci_high"])
+            rows.append(run)
+            print(f"F={f:<4} seed {s}: estimate {run['estimate']:.3f} [{run['ci_low']:.3f}, {run['ci_high']:.3f}] "
+                  f"n={run['n']} truth {truth:.3f} realised F {run['realised_fraction']:.2f} "
+                  f"{'covers' if run['covers'] else 'MISSES'} |err| {run['error']:.3f} verdict {run['verdict']}", flush=True)
+
+    print(f"\ncoverage table: {args.inner} on {args.task}, n={args.n} items per run, seeds {seeds}, "
+          f"true share F + (1 - F) q with q = {q:.3f}")
+    print("| F | true share | runs | CI covers truth | CI covers realised | mean estimate | max abs error |")
+    print("|---|---|---|---|---|---|---|")
+    for f in fractions:
+        rs = [r for r in rows if r["fraction"] == f]
+        print(f"| {f:g} | {rs[0]['truth']:.3f} | {len(rs)} | {sum(r['covers'] for r in rs)}/{len(rs)} | "
+              f"{sum(r['covers_realised'] for r in rs)}/{len(rs)} | {statistics.mean(r['estimate'] for r in rs):.3f} | "
+              f"{max(r['error'] for r in rs):.3f} |")
+    covered = sum(r["covers"] for r in rows)
+    within = sum(r["error"] <= 0.1 for r in rows)
+    print(f"\nall runs: CI covers the true share in {covered}/{len(rows)} ({covered / len(rows):.0%}); "
+          f"estimate within 0.1 in {within}/{len(rows)}; {time.time() - start:.0f} s; "
+          f"load {os.getloadavg()[0]:.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q": q,
+                                                        "q_runs": q_runs, "runs": rows}, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
