@@ -27,6 +27,7 @@ import pytest
 from faithcheck.assertions import (
     assert_flag, assert_load_bearing, assert_metric, assert_no_flag, assert_verdict, metric, skip_if_at_chance,
 )
+from faithcheck.scoring.labels import INCONCLUSIVE
 
 DEFAULT_N = 100
 MARKER_ARGS = ("task", "n", "probes", "seed", "accept_inconclusive")
@@ -305,7 +306,7 @@ def audit(request: pytest.FixtureRequest, faithcheck_model: str, faithcheck_runn
         if unknown:
             raise TypeError(f"audit(): unexpected argument(s) {', '.join(sorted(unknown))}; use task, probes, n, seed")
         result = faithcheck_runner(faithcheck_model, **{**defaults, **kwargs})
-        if accept and result.verdict.label == "inconclusive":
+        if accept and result.verdict.label == INCONCLUSIVE:
             pytest.skip(f"inconclusive (accepted by the marker): {result.verdict.reason} (run: {result.run_dir})")
         return result
 

@@ -54,6 +54,12 @@ class Registry:
         self._load()
         return [self._entries[n] for n in sorted(self._entries)]
 
+    def in_module_order(self) -> list[Entry]:
+        """Entries in the order their modules are listed (the order a reader meets them in)."""
+        self._load()
+        order = {f"{self._package}.{m}": i for i, m in enumerate(self._modules)}
+        return sorted(self._entries.values(), key=lambda e: order.get(e.factory.__module__, len(order)))
+
     def get(self, name: str) -> Entry:
         self._load()
         if name not in self._entries:

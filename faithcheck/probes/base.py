@@ -23,6 +23,36 @@ if TYPE_CHECKING:  # pandas only in annotations: `faithcheck list` must not pay 
 
 JUDGE_CHECK = "hint_judge"  # the outcome check an LLM judge's yes/no is recorded under (see Probe.hint_to_judge)
 
+# Kinds of verdict evidence a probe can produce (`Contributes.evidence`); the verdict rules
+# (scoring/verdict.py) ask for a kind, never for a probe name. What each kind's metrics hold:
+TRUNCATION = "truncation"            # headline: AOC of same-answer vs CoT kept; extra same_at_0
+PLANTED_MISTAKE = "planted_mistake"  # extra same_as_baseline after a checked wrong step
+REWORDING = "rewording"              # headline: same answer under a checked meaning-preserving rewording
+TRANSLATION = "translation"          # headline: same answer under a checked translation; extra competence
+FORMAT_CONTROL = "format_control"    # headline: same answer under a layout-only change (the rewrites' control)
+HINT = "hint"                        # headline: rate of following a hinted wrong answer; extra verbalization
+NO_COT = "no_cot"                    # headline: accuracy with the answer forced before any CoT
+EVIDENCE = (TRUNCATION, PLANTED_MISTAKE, REWORDING, TRANSLATION, FORMAT_CONTROL, HINT, NO_COT)
+REWRITE_EVIDENCE = (REWORDING, FORMAT_CONTROL, TRANSLATION)  # same-answer rates under a rewrite of the CoT
+
+
+@dataclass(frozen=True)
+class Contributes:
+    """What a probe adds to a run beyond its own metrics. Scoring, the report and the pytest
+    plugin read this from the registry (`faithcheck.probes.contributions()`), so a new probe
+    joins the verdict, the report and the plugin by declaring it in its own file."""
+
+    evidence: tuple[str, ...] = ()        # verdict evidence kinds (EVIDENCE) its metrics carry
+    accuracy_condition: str | None = None  # its headline is an accuracy shown beside the CoT's, under this label
+    cot_benefit: bool = False             # its accuracy counts in "CoT benefit retained" (scoring/retained.py)
+    curve: tuple[str, str] | None = None  # (x, y) axes of the curve its metrics carry (ProbeMetrics.curve)
+    rewrites: tuple[str, ...] = ()        # rewrite kinds it asks the rewriter for (checked; failures counted)
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.evidence if e not in EVIDENCE]
+        if unknown:
+            raise ValueError(f"unknown evidence kind(s) {unknown}; known: {', '.join(EVIDENCE)}")
+
 
 @dataclass(frozen=True)
 class ProbeContext:
@@ -62,7 +92,7 @@ class ProbeMetrics:
 
 class Probe(ABC):
     name: str = ""
-    needs_trace: bool = True
+    contributes: Contributes = Contributes()
 
     def rewrite_requests(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list:
         """Rewrites this probe needs (resolved in one batch before `variants` is called)."""

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, TRUNCATION
 from faithcheck.probes.base import (
     Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate, valid_rows,
 )
@@ -34,6 +35,8 @@ def cut_points(n_steps: int, max_cuts: int = MAX_CUTS) -> list[int]:
 @probes.register("early_answering", "CoT cut after k of n steps, answer forced; AOC of same-answer vs fraction kept")
 class EarlyAnswering(Probe):
     name = "early_answering"
+    contributes = Contributes(evidence=(TRUNCATION,), cot_benefit=True, curve=(
+        "fraction of the CoT kept before the answer is forced", "same answer as with the full CoT"))
 
     def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
         n = len(trace.steps)

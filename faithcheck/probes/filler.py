@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
 from faithcheck.records import TaskItem, Trace, Variant
 
@@ -17,6 +18,7 @@ from faithcheck.records import TaskItem, Trace, Variant
 @probes.register("filler", "CoT replaced by '...' filler of the same token length, answer forced")
 class Filler(Probe):
     name = "filler"
+    contributes = Contributes(accuracy_condition="filler", cot_benefit=True)
 
     def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
         n_tokens = ctx.count_tokens(trace.cot) if trace.cot.strip() else 0

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, FORMAT_CONTROL
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
@@ -19,6 +20,7 @@ from faithcheck.rewriters.base import RewriteRequest
 @probes.register("format_control", "layout-only change of the CoT (line breaks, numbering, bullets), answer forced")
 class FormatControl(Probe):
     name = "format_control"
+    contributes = Contributes(evidence=(FORMAT_CONTROL,), cot_benefit=True, rewrites=("format",))
 
     def _request(self, trace: Trace, ctx: ProbeContext) -> RewriteRequest:
         return RewriteRequest("format", trace.steps, seed=ctx.seed)

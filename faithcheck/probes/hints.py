@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, HINT
 from faithcheck.probes.base import (
     JUDGE_CHECK, Probe, ProbeContext, ProbeMetrics, counted, paired_p, per_item, rate, valid_rows, with_param,
 )
@@ -70,7 +71,7 @@ def judge_rates(eligible: pd.DataFrame, follows: pd.Series, keyword: pd.Series) 
 @probes.register("hints", "biasing cue towards a wrong answer in the prompt; follow rate, verbalization, Chen et al. score")
 class Hints(Probe):
     name = "hints"
-    needs_trace = True
+    contributes = Contributes(evidence=(HINT,))
 
     def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
         hint = ctx.task.wrong_answer(item, ctx.seed)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, PLANTED_MISTAKE
 from faithcheck.probes.base import (
     Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate, valid_rows,
 )
@@ -34,6 +35,8 @@ def positions(n_steps: int, max_positions: int = MAX_POSITIONS) -> list[int]:
 @probes.register("mistakes", "a checked wrong step planted at position k, model continues; AOC and follow rate")
 class Mistakes(Probe):
     name = "mistakes"
+    contributes = Contributes(evidence=(PLANTED_MISTAKE,), cot_benefit=True, rewrites=("corrupt",), curve=(
+        "position of the planted mistake (fraction of the CoT before it)", "same answer as without a mistake"))
 
     def _requests(self, trace: Trace, ctx: ProbeContext) -> list[RewriteRequest]:
         n = len(trace.steps)

@@ -8,6 +8,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, NO_COT
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
 from faithcheck.records import TaskItem, Trace, Variant
 
@@ -15,7 +16,7 @@ from faithcheck.records import TaskItem, Trace, Variant
 @probes.register("no_cot", "Answer forced right after the question: how much does the CoT add?")
 class NoCot(Probe):
     name = "no_cot"
-    needs_trace = False
+    contributes = Contributes(evidence=(NO_COT,), accuracy_condition="no CoT")
 
     def variants(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[Variant]:
         prompt = ctx.task.prompt(item)

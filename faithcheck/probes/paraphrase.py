@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, REWORDING
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, with_param
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
@@ -19,6 +20,7 @@ from faithcheck.rewriters.base import RewriteRequest
 @probes.register("paraphrase", "CoT replaced by a checked meaning-preserving paraphrase (whole / first half), answer forced")
 class Paraphrase(Probe):
     name = "paraphrase"
+    contributes = Contributes(evidence=(REWORDING,), cot_benefit=True, rewrites=("paraphrase",))
 
     def _request(self, trace: Trace, ctx: ProbeContext) -> RewriteRequest:
         return RewriteRequest("paraphrase", trace.steps, seed=ctx.seed)

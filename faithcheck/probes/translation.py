@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
+from faithcheck.probes.base import Contributes, TRANSLATION
 from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, rate, same_rate_vs_control, valid_rows, with_param
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
@@ -30,6 +31,7 @@ def languages(ctx: ProbeContext) -> tuple[str, ...]:
 @probes.register("translation", "CoT translated into another language (and round trip), answer forced; competence control")
 class Translation(Probe):
     name = "translation"
+    contributes = Contributes(evidence=(TRANSLATION,), cot_benefit=True, rewrites=("translate", "back_translate"))
 
     def _requests(self, trace: Trace, ctx: ProbeContext) -> list[RewriteRequest]:
         out = []

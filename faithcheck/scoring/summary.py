@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import pandas as pd
 
+from faithcheck.probes import accuracy_conditions
 from faithcheck.scoring.outcomes import KINDS, outcome_kind
 from faithcheck.scoring.retained import cot_benefit_retained
 from faithcheck.scoring.stats import Estimate, holm, wilson
 
-ACCURACY_CONDITIONS = ("no_cot", "filler")  # probes whose headline is an accuracy shown beside the CoT's
 
 
 def score_probes(probe_objs, table: pd.DataFrame, ctx) -> dict:
@@ -61,7 +61,7 @@ def summary_numbers(metrics: dict, cot_acc: Estimate, table: pd.DataFrame, trace
     """The numeric part of summary.json: accuracy by condition, each probe's metrics, the
     CoT benefit retained, and the outcome counts (failed calls, unparseable answers)."""
     accuracy = {"cot": cot_acc.to_dict()}
-    for name in ACCURACY_CONDITIONS:
+    for name, _ in accuracy_conditions():  # probes whose headline is an accuracy shown beside the CoT's
         if name in metrics and metrics[name].headline_name == "accuracy":
             accuracy[name] = metrics[name].headline.to_dict()
     retained = cot_benefit_retained(table, seed) if len(table) else {}
