@@ -132,3 +132,30 @@ def test_hf_gguf_is_dequantised_once(gemma_gguf: Path, tmp_path: Path, monkeypat
     second.close()
     assert [c.text for c in out1] == [c.text for c in out2]
     assert second_load < first_load, (first_load, second_load)
+
+
+@pytest.mark.slow
+def test_same_answers_as_hf_on_gemma(gemma_gguf: Path):
+    """The same check on gemma-3-270m (its hf load takes about a minute, Qwen's several):
+    forced answers through llama.cpp and through hf's de-quantised weights agree."""
+    from faithcheck.backends import load_backend
+    from faithcheck.tasks._text import number_answer
+
+    questions = [
+        "What is 7 + 5?", "What is 3 times 4?", "What is 20 minus 8?", "How many legs do 2 dogs have?",
+        "What is 10 divided by 2?", "What is 9 + 9?",
+    ]
+    reqs = [GenerationRequest(q, "The answer is", 4, ("\n",)) for q in questions]
+    ours = load_backend(f"llamacpp:{gemma_gguf}")
+    try:
+        mine = ours.generate(reqs)
+    finally:
+        ours.close()
+    hf = load_backend(f"hf:{gemma_gguf}")
+    try:
+        theirs = hf.generate(reqs)
+    finally:
+        hf.close()
+    agree = [number_answer(a.text) == number_answer(b.text) for a, b in zip(mine, theirs)]
+    print("llamacpp vs hf on gemma:", [(a.text, b.text) for a, b in zip(mine, theirs)])
+    assert sum(agree) >= len(reqs) - 1, [(a.text, b.text) for a, b in zip(mine, theirs)]
