@@ -8,6 +8,7 @@ Modules are imported lazily by name so heavy libraries load only when used.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,14 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, modules: tuple[str, ...]):
+    def __init__(self, kind: str, package: str, modules: tuple[str, ...], discover: bool = False):
+        """`modules`: imported in this order when the registry is first read. `discover`: also
+        import every other public module of the package (after them), so adding one is
+        adding its file."""
         self.kind = kind
         self._package = package
         self._modules = modules
+        self._discover = discover
         self._entries: dict[str, Entry] = {}
         self._loaded = False
 
@@ -45,6 +50,11 @@ class Registry:
             self._loaded = True
             for mod in self._modules:
                 importlib.import_module(f"{self._package}.{mod}")
+            if self._discover:
+                package = importlib.import_module(self._package)
+                for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+                    if not info.name.startswith("_") and info.name not in self._modules and info.name != "base":
+                        importlib.import_module(f"{self._package}.{info.name}")
 
     def names(self) -> list[str]:
         self._load()

@@ -9,6 +9,7 @@ from faithcheck.registry import Registry
 probes = Registry(
     "probe", "faithcheck.probes",
     ("no_cot", "early_answering", "filler", "mistakes", "paraphrase", "format_control", "translation", "hints"),
+    discover=True,  # a new probe file registers itself; this tuple only sets the reading order
 )
 
 DEFAULT_PROBES = (
