@@ -60,6 +60,14 @@ def build_tokenizer():
     )
 
 
+def _drop_local_keys(path: Path) -> None:
+    """transformers records where it loaded from (`is_local`, ...); a shipped card must not."""
+    config = json.loads(path.read_text())
+    if config.pop("is_local", None) is not None or config.pop("local_files_only", None) is not None:
+        config.pop("local_files_only", None)
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
 def add_bos_on_encode(tokenizer) -> None:
     """Make the saved tokenizer prepend <bos> itself (a TemplateProcessing post-processor), as
     the organisms were trained: plain `AutoTokenizer.from_pretrained(path)` + `generate()` then
@@ -187,6 +195,7 @@ def train(recipe: Recipe, out: Path, heldout: Path | None = None, log_every: int
     model.save_pretrained(out, safe_serialization=True)
     add_bos_on_encode(tokenizer)
     tokenizer.save_pretrained(out)
+    _drop_local_keys(out / "tokenizer_config.json")
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     if steps is None and final_loss > recipe.max_final_loss:
         raise RuntimeError(
