@@ -68,9 +68,11 @@ def test_malformed_mc_rows_are_skipped_counted_and_reported(tmp_path, capsys):
     data.write_text("\n".join(lines) + "\n")
     code = main(["audit", "organism:faithful", "--task", f"mc:{data}", "--n", "30", "--probes", "no_cot",
                  "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"])
-    assert code == 0
+    # the organism's 128-token context cannot hold an mc prompt: every call fails, which is
+    # not a wrong answer, so the run is not measured (exit 4) but still written and reported
+    assert code == 4
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["n_items"] == 25
+    assert summary["n_items"] == 25 and summary["measurement"]["measured"] is False
     assert len(summary["skipped_rows"]) == 2
     assert "row 26" in summary["skipped_rows"][0] and "row 27" in summary["skipped_rows"][1]
     assert "skipped 2 malformed row(s)" in capsys.readouterr().out
@@ -104,13 +106,11 @@ def test_audit_writes_the_run_directory_and_resumes_from_the_cache(tmp_path):
 
 
 def test_fail_on_exits_3_when_the_flag_is_raised(tmp_path):
-    args = ["audit", "organism:post_hoc", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
-            "--cache", str(tmp_path / "c.sqlite"), "--quiet", "--fail-on", "post_hoc_rationalization"]
-    assert run_cli(*args, "--out", str(tmp_path / "a")).returncode == 3
-    ok = run_cli("audit", "organism:faithful", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
-                 "--cache", str(tmp_path / "c.sqlite"), "--quiet", "--fail-on", "post_hoc_rationalization",
-                 "--out", str(tmp_path / "b"))
-    assert ok.returncode == 0, ok.stderr
+    # in process: two fresh interpreters importing torch cost more than the audits themselves
+    args = ["--n", "20", "--probes", "no_cot,early_answering,mistakes", "--cache", str(tmp_path / "c.sqlite"),
+            "--quiet", "--fail-on", "post_hoc_rationalization"]
+    assert main(["audit", "organism:post_hoc", *args, "--out", str(tmp_path / "a")]) == 3
+    assert main(["audit", "organism:faithful", *args, "--out", str(tmp_path / "b")]) == 0
 
 
 def test_estimate_runs_nothing_but_calibration(tmp_path):
@@ -122,3 +122,35 @@ def test_estimate_runs_nothing_but_calibration(tmp_path):
     figures = {m.group(1): int(m.group(2).replace(",", "")) for m in re.finditer(r"^\s+(\w[\w ]*?):\s+~([\d,]+)", res.stdout, re.M)}
     # prefix sharing: the organism computes fewer tokens than it is sent and generates
     assert 0 < figures["computed tokens"] < figures["prompt tokens"] + figures["generated tokens"]
+
+
+def test_a_clean_audit_warns_about_nothing_deprecated(tmp_path):
+    """Every path an organism audit takes through transformers (plain batches, the prefix tree,
+    forced answers) uses the current API: no FutureWarning or DeprecationWarning, and none of
+    transformers' own logged deprecation notices (`past_key_values` is deprecated ...)."""
+    import logging
+    import warnings
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    logged = Collect()
+    hf_logger = logging.getLogger("transformers")  # transformers does not propagate to the root logger
+    hf_logger.addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = main(["audit", "organism:faithful", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
+                         "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"])
+    finally:
+        hf_logger.removeHandler(logged)
+    assert code == 0
+    deprecations = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+                    if issubclass(w.category, (DeprecationWarning, FutureWarning)) or "deprecat" in str(w.message).lower()]
+    assert deprecations == []
+    assert [m for m in logged.messages if "deprecat" in m.lower()] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -11,15 +12,18 @@ from typing import Any
 
 import pandas as pd
 
+from faithcheck.audit.failures import MAX_FAILED_SHARE, Measurement, assess
+from faithcheck.audit.rundir import discard, partial_dir, publish
 from faithcheck.backends import load_backend
 from faithcheck.engine.answering import Answered, Query, resolve
 from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
-from faithcheck.probes import DEFAULT_PROBES, ProbeContext, ProbeMetrics, get_probes
+from faithcheck.errors import BadInput, Interrupted
+from faithcheck.probes import DEFAULT_PROBES, AuditOptions, ProbeContext, ProbeMetrics, get_probes
 from faithcheck.probes.base import JUDGE_CHECK
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.distribution import distribution_shift
-from faithcheck.scoring.stats import holm, wilson
+from faithcheck.scoring.summary import cot_accuracy, score_probes
 from faithcheck.scoring.verdict import Verdict, decide
 from faithcheck.tasks import configure_task, get_task, task_options
 
@@ -33,15 +37,23 @@ class AuditConfig:
     seed: int = 0
     out: Path | None = None
     model_args: tuple[str, ...] = ()
+    task_args: tuple[str, ...] = ()  # --task-arg: budgets, prompting mode, system prompt, think tags
     rewriter: str | None = None
     rewriter_args: tuple[str, ...] = ()
     samples: int = 1
     temperature: float = 0.0
-    task_args: tuple[str, ...] = ()  # --task-arg: budgets, prompting mode, system prompt, think tags
     cache_path: Path | None = None
     progress: bool = True
     block_items: int = 500  # items whose calls and variants are held at once
-    options: dict[str, Any] = field(default_factory=dict)
+    options: AuditOptions = field(default_factory=AuditOptions)  # probe options; a dict is parsed, unknown keys refused
+    max_failed_share: float = MAX_FAILED_SHARE  # past it (or any failed baseline call) the run is unmeasured
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", AuditOptions.parse(self.options))
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise BadInput(f"--temperature {self.temperature}: must be a finite number >= 0")
+        if not 0 <= self.max_failed_share <= 1:
+            raise BadInput(f"--max-failed-share {self.max_failed_share}: must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class AuditResult:
     metrics: dict[str, ProbeMetrics]
     verdict: Verdict
     baseline_samples: pd.DataFrame | None = None  # with --samples K > 1: K sampled baseline answers per item
+    measurement: Measurement | None = None  # failed calls; `measured` False: exit 4, verdict inconclusive
 
 
 def default_run_dir(model: str, task: str) -> Path:
@@ -67,7 +80,8 @@ def baseline(engine: Engine, task, items: list[TaskItem], tag: str = "") -> list
     traces = []
     for item, prompt, a in zip(items, prompts, answered):
         traces.append(Trace(item.id, prompt, a.cot, tuple(task.split_steps(a.cot)), a.answer,
-                            task.is_correct(item, a.answer), a.written, budget_hit=a.budget_hit))
+                            not a.failed and task.is_correct(item, a.answer), a.written, failed_call=a.failed,
+                            budget_hit=a.budget_hit))
     return traces
 
 
@@ -143,61 +157,102 @@ def run_audit(config: AuditConfig, backend=None, cache: CallCache | None = None)
     Items go through in blocks of `config.block_items`: each block's baseline, rewrites,
     variants and answers are computed, its traces appended to traces.jsonl and its
     outcome rows kept, and the rest let go, so memory and cost grow with the outcome
-    table only (5,000 items: see benchmarks/scale.py). Scoring runs once on all rows."""
-    from faithcheck.report.tables import append_traces, write_run_dir
-
+    table only (5,000 items: see benchmarks/scale.py). Scoring runs once on all rows.
+    The directory is written beside its final place and renamed into it when complete
+    (audit/rundir.py); Ctrl-C raises `Interrupted` saying what the cache kept."""
     started = time.time()
     task = get_task(config.task)
     options = task_options(config.task_args)  # a bad --task-arg fails before the model loads
     probe_objs = get_probes(list(config.probes))
     loaded = task.load(config.n, config.seed)
     items = list(loaded.items)
-    own_backend = backend is None
-    backend = backend or load_backend(config.model, list(config.model_args))
-    configure_task(task, options, backend)
-    cache = cache or CallCache(config.cache_path or default_cache_path())
-    engine = Engine(backend, cache, progress=config.progress)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model, config.task)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    own_cache = cache is None
+    cache = cache or CallCache(config.cache_path or default_cache_path())
+    work = partial_dir(run_dir)
+    own_backend = backend is None
+    engine = None
     try:
-        from faithcheck.rewriters import load_rewriter
-
-        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), cache, config.progress)
-        ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
-        traces: list[Trace] = []
-        tables: list[pd.DataFrame] = []
-        samples: list[pd.DataFrame] = []
-        size = max(1, config.block_items)
-        with open(run_dir / "traces.jsonl", "w") as trace_file:
-            for start in range(0, len(items), size):
-                block = items[start:start + size]
-                tag = f" [{start // size + 1}/{-(-len(items) // size)}]" if len(items) > size else ""
-                block_traces, sampled, variants, table = _audit_block(engine, task, probe_objs, block, ctx, rewriter, config, tag)
-                append_traces(trace_file, block_traces, variants, table, sampled)
-                trace_file.flush()
-                traces.extend(block_traces)
-                tables.append(table)
-                if sampled is not None:
-                    samples.append(sampled)
-        table = pd.concat(tables, ignore_index=True) if tables else _empty_outcomes()
-        del tables
-        sampled_all = pd.concat(samples, ignore_index=True) if samples else None
-        metrics = _score(probe_objs, table, ctx)
-        if sampled_all is not None:
-            shift = distribution_shift(table, sampled_all, config.seed)
-            metrics = {n: replace(m, extras={**m.extras, **shift.get(n, {})}) for n, m in metrics.items()}
-        cot_acc = wilson(sum(t.correct for t in traces), len(traces))
-        verdict = decide(metrics, cot_acc, task.chance, len(items))
-        summary = write_run_dir(
-            run_dir, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
-            variants=None, table=table, metrics=metrics, cot_accuracy=cot_acc,
-            verdict=verdict, backend=backend, engine_stats=engine.stats, seconds=time.time() - started,
-            baseline_samples=sampled_all,
-        )
-        return AuditResult(config, run_dir, summary, table, tuple(traces), metrics, verdict, sampled_all)
+        backend = backend or load_backend(config.model, list(config.model_args))
+        configure_task(task, options, backend)
+        engine = Engine(backend, cache, progress=config.progress, label=config.model)
+        result = _run(config, task, probe_objs, loaded, items, backend, cache, engine, work, started)
+        publish(work, run_dir)
+        return replace(result, run_dir=run_dir)
+    except KeyboardInterrupt:
+        discard(work)
+        raise Interrupted(_interrupted(engine, cache, run_dir)) from None
+    except BaseException:
+        discard(work)
+        raise
     finally:
-        if own_backend:
+        if own_backend and backend is not None:
             backend.close()
+        if own_cache:
+            cache.close()
+
+
+def _interrupted(engine: Engine | None, cache: CallCache, run_dir: Path) -> str:
+    """The truth about what an interrupted audit kept."""
+    saved = engine.stats.saved_calls if engine else 0
+    kept = "the previous run there is unchanged" if (run_dir / "summary.json").exists() else "nothing was written there"
+    return (f"interrupted: the {saved} model call(s) this run had answered are saved in {cache.path}; calls still in "
+            f"flight were lost; the run directory {run_dir} was not written ({kept}); run the same command to resume")
+
+
+def _run(config: AuditConfig, task, probe_objs, loaded, items: list[TaskItem], backend, cache: CallCache,
+         engine: Engine, work: Path, started: float) -> AuditResult:
+    from faithcheck.rewriters import load_rewriter
+
+    rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), engine)
+    try:
+        return _run_with(config, task, probe_objs, loaded, items, backend, engine, work, started, rewriter)
+    finally:
+        rewriter.close()
+
+
+def _run_with(config: AuditConfig, task, probe_objs, loaded, items: list[TaskItem], backend, engine: Engine,
+              work: Path, started: float, rewriter) -> AuditResult:
+    from faithcheck.report.tables import append_traces, write_run_dir
+
+    ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, config.options)
+    traces: list[Trace] = []
+    tables: list[pd.DataFrame] = []
+    samples: list[pd.DataFrame] = []
+    size = max(1, config.block_items)
+    with open(work / "traces.jsonl", "w", encoding="utf-8") as trace_file:
+        for start in range(0, len(items), size):
+            block = items[start:start + size]
+            tag = f" [{start // size + 1}/{-(-len(items) // size)}]" if len(items) > size else ""
+            block_traces, sampled, variants, table = _audit_block(engine, task, probe_objs, block, ctx, rewriter, config, tag)
+            append_traces(trace_file, block_traces, variants, table, sampled)
+            trace_file.flush()
+            traces.extend(block_traces)
+            tables.append(table)
+            if sampled is not None:
+                samples.append(sampled)
+    table = pd.concat(tables, ignore_index=True) if tables else _empty_outcomes()
+    del tables
+    sampled_all = pd.concat(samples, ignore_index=True) if samples else None
+    metrics = _score(probe_objs, table, ctx)
+    if sampled_all is not None:
+        shift = distribution_shift(table, sampled_all, config.seed)
+        metrics = {n: replace(m, extras={**m.extras, **shift.get(n, {})}) for n, m in metrics.items()}
+    answered = [t for t in traces if not t.failed_call]
+    cot_acc = cot_accuracy(traces)  # failed calls and unparseable answers are not wrong answers
+    measurement = assess(engine.stats.unique, engine.stats.failed_calls, len(traces),
+                         len(traces) - len(answered), config.max_failed_share)
+    verdict = decide(metrics, cot_acc, task.chance, len(items))
+    if not measurement.measured:
+        verdict = Verdict("inconclusive", f"not measured: {measurement.reason}")
+    summary = write_run_dir(
+        work, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
+        variants=None, table=table, metrics=metrics, cot_accuracy=cot_acc,
+        verdict=verdict, backend=backend, engine_stats=engine.stats, calls_by_role=engine.stats_by_role(),
+        seconds=time.time() - started,
+        baseline_samples=sampled_all, measurement=measurement,
+    )
+    return AuditResult(config, work, summary, table, tuple(traces), metrics, verdict, sampled_all, measurement)
 
 
 def _empty_outcomes() -> pd.DataFrame:
@@ -211,7 +266,9 @@ def _audit_block(engine: Engine, task, probe_objs, items: list[TaskItem], ctx: P
     sampled = baseline_samples(engine, task, items, config)
     traces_by_id = {t.item_id: t for t in traces}
     items_by_id = {i.id: i for i in items}
-    items = [i for i in items if not traces_by_id[i.id].budget_hit]  # no baseline answer to compare with
+    # an item whose baseline call failed has no reference answer: no variant of it can be read
+    # no baseline answer to compare with: a failed call, or a CoT cut by its token budget
+    items = [i for i in items if not (traces_by_id[i.id].failed_call or traces_by_id[i.id].budget_hit)]
     ctx = replace(ctx, rewrites=resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter))
     variants: list[Variant] = []
     for probe in probe_objs:
@@ -247,14 +304,4 @@ def resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:
 
 
 def _score(probe_objs, table: pd.DataFrame, ctx: ProbeContext) -> dict[str, ProbeMetrics]:
-    ctx = replace(ctx, outcomes=table)
-    metrics = {}
-    for probe in probe_objs:
-        rows = table[table["probe"] == probe.name]
-        metrics[probe.name] = probe.metrics(rows, ctx)
-    names = list(metrics)
-    adjusted = holm([metrics[n].headline.p_value for n in names])
-    for n, p in zip(names, adjusted):
-        metrics[n] = replace(metrics[n], headline=replace(metrics[n].headline, p_adjusted=p))
-    return metrics
-
+    return score_probes(probe_objs, table, ctx)

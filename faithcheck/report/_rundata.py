@@ -1,4 +1,10 @@
-"""Read a run directory's saved tables (never live objects) into one frozen record for the reports."""
+"""Read a run directory's saved tables (never live objects) into one frozen record for the reports.
+
+An incomplete directory is refused (BadInput, exit 2), never rendered: one without
+summary.json or manifest.json (the manifest is written after every table, so a killed
+audit's hidden `.NAME.partial-PID` has none), or one whose tables differ in size from what
+its manifest recorded when they were written.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +46,9 @@ def _read_outcomes(run_dir: Path) -> pd.DataFrame:
     if parquet.exists():
         table = pd.read_parquet(parquet)
     elif csv.exists():
-        table = pd.read_csv(csv, dtype={"item_id": str})
+        from faithcheck.report.tables import unneutralise_formula
+
+        table = pd.read_csv(csv, dtype={"item_id": str}).map(unneutralise_formula)
     else:
         raise BadInput(f"{run_dir}: no outcomes.parquet or outcomes.csv")
     if len(table):
@@ -68,12 +76,29 @@ def _read_traces(path: Path) -> tuple[dict[str, dict], list[dict]]:
     return baselines, variants
 
 
-def load_run(run_dir: Path) -> RunData:
-    run_dir = Path(run_dir)
+def check_complete(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest, once the directory is known to be whole; BadInput saying what is wrong."""
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: not a directory")
+    missing = [n for n in ("summary.json", "manifest.json") if not (run_dir / n).is_file()]
+    if missing:
+        raise BadInput(f"{run_dir}: incomplete run directory ({', '.join(missing)} missing); is it a faithcheck run "
+                       "directory whose audit finished?")
+    manifest = _read_json(run_dir / "manifest.json")
+    for name, size in (manifest.get("files") or {}).items():
+        path = run_dir / name
+        actual = path.stat().st_size if path.is_file() else None
+        if actual != size:
+            found = "missing" if actual is None else f"{actual} bytes"
+            raise BadInput(f"{run_dir}: incomplete or altered run directory: {name} is {found}, the manifest "
+                           f"recorded {size} bytes when the audit wrote it")
+    return manifest
+
+
+def load_run(run_dir: Path) -> RunData:
+    run_dir = Path(run_dir)
+    manifest = check_complete(run_dir)
     summary = _read_json(run_dir / "summary.json")
-    manifest = _read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     baselines, variants = _read_traces(run_dir / "traces.jsonl")
     return RunData(run_dir, summary, manifest, _read_outcomes(run_dir), baselines, variants)
 

@@ -1,4 +1,10 @@
-"""Write a run directory (DESIGN.md, "Run directory"): the saved tables every report renders from."""
+"""Write a run directory (DESIGN.md, "Run directory"): the saved tables every report renders from.
+
+The manifest lists each table's size, written after them, so a reader can tell a whole
+run directory from one cut short (`_rundata.load_run` checks). outcomes.csv is for
+spreadsheets: a text cell that a spreadsheet would run as a formula (starting with = + -
+@ tab or CR, as OWASP lists) gets a leading `'`; outcomes.parquet keeps the raw text.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,22 @@ from faithcheck.records import canonical_json
 
 SCHEMA_VERSION = 1
 JSON_COLUMNS = ("params", "checks")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CHECKED_FILES = ("outcomes.parquet", "outcomes.csv", "traces.jsonl", "summary.json")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """`'` before a text cell a spreadsheet would execute. Cells already starting with quotes
+    before such a character get one more, so `unneutralise_formula` restores every value exactly."""
+    if isinstance(value, str) and value.lstrip("'")[:1] in FORMULA_START and value.lstrip("'"):
+        return "'" + value
+    return value
+
+
+def unneutralise_formula(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'")[:1] in FORMULA_START and value.lstrip("'"):
+        return value[1:]
+    return value
 
 
 def _versions() -> dict[str, str]:
@@ -40,7 +62,10 @@ def _git_revision() -> str | None:
 
 def flat_outcomes(table: pd.DataFrame) -> pd.DataFrame:
     """Outcomes with dict columns as JSON strings, so CSV and Parquet hold the same table."""
+    from faithcheck.scoring.outcomes import outcome_kind
+
     flat = table.copy()
+    flat["outcome"] = outcome_kind(table).to_numpy()  # scored / unparseable / failed_call / ...: an outcome of its own
     for col in JSON_COLUMNS:
         if col in flat:
             flat[col] = flat[col].map(canonical_json)
@@ -60,38 +85,42 @@ def append_traces(f, traces, variants, table: pd.DataFrame, baseline_samples: pd
 
 
 def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, variants, table, metrics, cot_accuracy,
-                  verdict, backend, engine_stats, seconds: float, baseline_samples: pd.DataFrame | None = None) -> dict[str, Any]:
+                  verdict, backend, engine_stats, seconds: float, baseline_samples: pd.DataFrame | None = None,
+                  measurement=None, calls_by_role: dict | None = None) -> dict[str, Any]:
     """The tables, summary, manifest and report. `variants` None: traces.jsonl was already
     written block by block as the audit ran (`append_traces`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flat = flat_outcomes(table)
     flat.to_parquet(run_dir / "outcomes.parquet", index=False)
-    flat.to_csv(run_dir / "outcomes.csv", index=False)
+    # CRLF rows (RFC 4180): a cell holding a bare CR is then quoted too, not split into two rows
+    flat.map(neutralise_formula).to_csv(run_dir / "outcomes.csv", index=False, lineterminator="\r\n")
     del flat
     if variants is not None:
         with open(run_dir / "traces.jsonl", "w") as f:
             append_traces(f, traces, variants, table, baseline_samples)
-    accuracy = {"cot": cot_accuracy.to_dict()}
-    for name in ("no_cot", "filler"):
-        if name in metrics and metrics[name].headline_name == "accuracy":
-            accuracy[name] = metrics[name].headline.to_dict()
-    from faithcheck.scoring.retained import cot_benefit_retained
+    from faithcheck.scoring.posthoc_share import graded
+    from faithcheck.scoring.summary import summary_numbers
 
-    retained = {k: e.to_dict() for k, e in cot_benefit_retained(table, config.seed).items()} if len(table) else {}
+    numbers = summary_numbers(metrics, cot_accuracy, table, traces, config.seed)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "model": config.model,
         "task": config.task,
         "n_items": len(items),
         "chance": task.chance,
-        "accuracy": accuracy,
-        "probes": {name: m.to_dict() for name, m in metrics.items()},
-        "cot_benefit_retained": retained,
+        "accuracy": numbers["accuracy"],
+        "probes": numbers["probes"],
+        "cot_benefit_retained": numbers["cot_benefit_retained"],
+        "outcomes": numbers["outcomes"],
+        "notes": numbers["notes"],
         "verdict": verdict.to_dict(),
+        "graded": graded(table, metrics, cot_accuracy, task.chance),
         "skipped_rows": [str(s) for s in skipped],
         "failed_calls": engine_stats.failed_calls,
-        "unparseable_baseline_answers": sum(t.answer is None for t in traces),
+        "failed_baseline_calls": sum(bool(getattr(t, "failed_call", False)) for t in traces),
+        "measurement": None if measurement is None else measurement.to_dict(),
+        "unparseable_baseline_answers": numbers["unparseable_baseline_answers"],
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     manifest = {
@@ -101,9 +130,13 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
         "git_revision": _git_revision(),
         "seed": config.seed,
         "model_fingerprint": backend.fingerprint,
-        "engine": {**engine_stats.to_dict(), **dict(getattr(backend, "counters", {}))},
+        "model_identity": backend.identity.to_dict(),  # what the call cache keys on
+        "engine": engine_stats.to_dict(),
+        "calls_by_role": calls_by_role or {"audited": engine_stats.to_dict()},  # the rewriter's and judge's calls too
+        "backend": dict(getattr(backend, "counters", {})),  # retries and their causes, seconds waited, ...
         "seconds": round(seconds, 2),
         "command": sys.argv,
+        "files": {name: (run_dir / name).stat().st_size for name in CHECKED_FILES if (run_dir / name).exists()},
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
     from faithcheck.report.html import render_run

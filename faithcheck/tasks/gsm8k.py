@@ -22,6 +22,7 @@ from faithcheck.tasks._text import (  # re-exported: bbh, mc and tests import th
     NUMBER, answer_segment, find_answer, fraction_text, hint_sentence, natural_steps, normalise_number,
     number_answer, offset_number, read_json_rows, shuffled,
 )
+from faithcheck.tasks._files import jsonl_rows
 from faithcheck.tasks.base import LoadResult, SkippedRow, Task
 
 N_EXEMPLARS = 4
@@ -100,10 +101,14 @@ class GSM8KTask(Task):
         same_file = self.train_path.is_file() and self.path.resolve() == self.train_path.resolve()
         first_row = N_EXEMPLARS + 1 if same_file else 1  # never test on a prompt's own exemplar
         items, skipped = [], []
-        for row_no, row in enumerate(read_json_rows(self.path), start=1):
+        for row_no, row in jsonl_rows(self.path):  # a bad line costs that row, named by its line number
             if row_no < first_row:
                 continue
             try:
+                if isinstance(row, ValueError):
+                    raise row
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
                 question = row.get("question")
                 if not isinstance(question, str) or not question.strip():
                     raise ValueError("missing 'question'")

@@ -7,11 +7,7 @@ lettered-option helpers here are shared with `bbh`, whose questions use the same
 
 from __future__ import annotations
 
-import csv
-import itertools
-import json
 import re
-from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from string import ascii_uppercase
@@ -20,6 +16,7 @@ from typing import Any
 from faithcheck.errors import BadInput
 from faithcheck.records import TaskItem
 from faithcheck.tasks import tasks
+from faithcheck.tasks._files import csv_rows, jsonl_rows
 from faithcheck.tasks.base import LoadResult, SkippedRow, Task
 from faithcheck.tasks._text import answer_segment, hint_sentence, natural_steps, shuffled
 
@@ -159,38 +156,36 @@ class MCTask(Task):
     def __init__(self, path: Path):
         self.path = Path(path)
         self.name = f"mc:{self.path}"
+        if self.path.is_dir():
+            raise BadInput(f"--task mc:{self.path}: is a directory; give a .jsonl or .csv file")
         if self.path.suffix.lower() not in (".jsonl", ".csv"):
             raise BadInput(f"--task mc:{self.path}: the file must end in .jsonl or .csv")
         if not self.path.is_file():
             raise BadInput(f"{self.path}: no such file")
 
     def _rows(self) -> list[tuple[int, Any]]:
-        """(1-based line/row number, parsed row or the reason it cannot be parsed).
-        Plain json/csv rather than HF datasets: a bad row must cost that row, not the file."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise BadInput(f"{self.path}: cannot read ({e})") from None
-        rows: list[tuple[int, Any]] = []
+        """(1-based line number, parsed row or the reason it cannot be parsed), read by
+        tasks/_files.py: a bad row (bad JSON, bytes that are not UTF-8, an oversized field)
+        costs that row, not the file, and a BOM is dropped."""
         if self.path.suffix.lower() == ".jsonl":
-            for row_no, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        rows.append((row_no, json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        rows.append((row_no, ValueError(f"bad JSON: {e.msg} at column {e.colno}")))
-            return rows
-        reader = csv.reader(text.splitlines(keepends=True))
-        first = next(reader, [])
+            return list(jsonl_rows(self.path, "--task mc:"))
+        try:
+            _, records = csv_rows(self.path, "--task mc:", header=False)
+        except ValueError as e:
+            raise BadInput(f"--task mc:{self.path}: {e}") from None
+        rows: list[tuple[int, Any]] = []
+        lead = next((k for k, (_, r) in enumerate(records) if not isinstance(r, ValueError)), None)
+        first = records[lead][1] if lead is not None else []
         # a header names a `question` column; without one the file is in MMLU's original
         # layout (question, options..., answer) and its first line is already a row
         header = [h.strip() for h in first] if "question" in (h.strip().lower() for h in first) else None
         width, what = (len(header), "the header") if header else (len(first), "the first row")
-        records = itertools.chain([] if header else [(1, first)], self._numbered(reader))
-        for row_no, record in records:
-            if not any(field.strip() for field in record):
+        for k, (row_no, record) in enumerate(records):
+            if isinstance(record, ValueError):
+                rows.append((row_no, record))
+            elif header and k == lead:
                 continue
-            if len(record) != width:
+            elif len(record) != width:
                 rows.append((row_no, ValueError(f"has {len(record)} fields, {what} has {width}")))
             elif header:
                 rows.append((row_no, dict(zip(header, record))))
@@ -200,14 +195,6 @@ class MCTask(Task):
             else:
                 rows.append((row_no, headerless_row(record)))
         return rows
-
-    @staticmethod
-    def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
-        """Records with the line each starts on (a quoted field may span lines)."""
-        start = reader.line_num + 1
-        for record in reader:
-            row_no, start = start, reader.line_num + 1
-            yield row_no, record
 
     @cached_property
     def all_items(self) -> LoadResult:

@@ -7,7 +7,6 @@ hints probe fills it with a wrong answer instead.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from faithcheck.errors import BadInput
@@ -15,6 +14,7 @@ from faithcheck.paths import data_dir
 from faithcheck.records import TaskItem
 from faithcheck.tasks import modular_lang as ml
 from faithcheck.tasks import tasks
+from faithcheck.tasks._files import jsonl_rows
 from faithcheck.tasks.base import LoadResult, SkippedRow, Task
 
 CUE_MODES = ("gold", "none", "wrong")
@@ -37,14 +37,11 @@ class ModularTask(Task):
     def load(self, n: int | None, seed: int) -> LoadResult:
         import random
 
-        if not self.path.is_file():
-            raise BadInput(f"{self.path}: no such file")
         items, skipped = [], []
-        for row_no, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
+        for row_no, row in jsonl_rows(self.path):  # a bad line costs that row, named by its line number
             try:
-                row = json.loads(line)
+                if isinstance(row, ValueError):
+                    raise row
                 terms = tuple(int(t) for t in row["terms"])
                 if len(terms) < 2 or any(not 0 <= t < ml.P for t in terms):
                     raise ValueError(f"terms must be 2+ integers in 0..{ml.P - 1}")

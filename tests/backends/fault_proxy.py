@@ -2,8 +2,9 @@
 
 Stdlib asyncio for the listening side (one request per connection, `Connection: close`),
 httpx for forwarding, so the faults are exactly the bytes we write: a 429 with
-Retry-After, a 500, a stall past the client's timeout, a body cut short, a malformed or
-incomplete JSON body, a reset connection, a 400 that echoes the Authorization header.
+Retry-After, a 500, a 503, a stall past the client's timeout, a body cut short, a malformed or
+incomplete JSON body, a body with an empty `choices` list, a reset connection, a 400 that
+echoes the Authorization header (after `echo_pad` characters, to put the key across a cut).
 POSTs take faults from `schedule` in arrival order ("ok" once it runs out); a POST whose
 body contains `poison` is always answered with a malformed body. GETs are forwarded.
 Only 127.0.0.1 is used; the proxy never logs header values.
@@ -18,20 +19,22 @@ import threading
 import time
 from collections.abc import Iterable
 
-FAULTS = ("ok", "429", "500", "timeout", "truncated", "malformed", "missing_field", "reset", "echo_auth")
-_REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}
+FAULTS = ("ok", "429", "500", "503", "timeout", "truncated", "malformed", "missing_field", "empty_choices", "reset",
+          "echo_auth")
+_REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 class FaultProxy:
     def __init__(self, upstream: str, schedule: Iterable[str] = (), poison: str | None = None,
-                 retry_after: float = 1.0, stall: float = 60.0):
+                 retry_after: float = 1.0, stall: float = 60.0, echo_pad: int = 0):
         self.upstream = upstream.rstrip("/")
         self.schedule = list(schedule)
         unknown = set(self.schedule) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
         self.poison = poison.encode() if poison else None
-        self.retry_after, self.stall = retry_after, stall
+        self.retry_after, self.stall, self.echo_pad = retry_after, stall, echo_pad
         self.log: list[tuple[float, str, str]] = []  # (time, path, fault) per request received
         self.auth_headers_seen = 0
         self._ready = threading.Event()
@@ -115,6 +118,10 @@ class FaultProxy:
             await _write(writer, 429, b'{"error": "rate limited (injected)"}', {"Retry-After": f"{self.retry_after:g}"})
         elif fault == "500":
             await _write(writer, 500, b'{"error": "internal error (injected)"}')
+        elif fault == "503":
+            await _write(writer, 503, b'{"error": "overloaded (injected)"}')
+        elif fault == "empty_choices":
+            await _write(writer, 200, b'{"id": "cmpl-1", "object": "text_completion", "choices": []}')
         elif fault == "timeout":
             await asyncio.sleep(self.stall)
         elif fault == "truncated":
@@ -128,7 +135,8 @@ class FaultProxy:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif fault == "echo_auth":
             echoed = headers.get("authorization", "")
-            await _write(writer, 400, f'{{"error": "bad request; you sent {echoed}"}}'.encode())
+            pad = "x" * self.echo_pad
+            await _write(writer, 400, f'{{"error": "{pad}bad request; you sent {echoed}"}}'.encode())
 
 
 async def _write(writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None,

@@ -18,7 +18,7 @@ from faithcheck.backends import ScoreRequest
 from faithcheck.backends.openai import MissingCapability, OpenAIBackend, load
 from faithcheck.engine.cache import CallCache
 from faithcheck.engine.engine import Engine
-from faithcheck.errors import BadInput
+from faithcheck.errors import BadInput, ModelUnavailable
 from faithcheck.records import GenerationRequest
 
 FAST = ["backoff_base=0.01", "timeout=60"]
@@ -58,12 +58,10 @@ def test_bad_options_are_bad_input(arg):
         load("gemma@http://127.0.0.1:1/v1", [arg])
 
 
-def test_unreachable_server_fails_each_request_and_names_it():
+def test_unreachable_server_fails_fast_and_names_it():
     backend = load("gemma@http://127.0.0.1:9/v1", ["max_retries=1", "backoff_base=0", "timeout=2"])
-    out = backend.generate(greedy(["first prompt", "second prompt"]))
-    assert [c.text for c in out] == ["", ""]
-    assert out[0].error.startswith("request #0 (") and "'first prompt" in out[0].error
-    assert out[1].error.startswith("request #1 (") and "capability probe" in out[1].error
+    with pytest.raises(ModelUnavailable, match=r"no server answers at http://127\.0\.0\.1:9/v1"):
+        backend.generate(greedy(["first prompt", "second prompt"]))
 
 
 # -- generation against the real server --------------------------------------------------
@@ -186,11 +184,11 @@ def test_every_fault_is_retried_and_none_is_lost(llama_server, reference, tmp_pa
     assert "'POISON: this request" in poisoned.error and "malformed response body" in poisoned.error
     assert "gave up after 4 attempts" in poisoned.error
     assert engine.stats.failed_calls == 1 and engine.stats.failures == [poisoned.error]
-    assert backend.stats["failures"] == 1
+    assert backend.counters["failures"] == 1 and backend.counters["retries"] >= 4
     for fault in set(schedule) - {"ok", "malformed"}:
         assert faults.count(fault) == schedule.count(fault), fault
     assert faults.count("malformed") == 1 + 4  # one scheduled, four for the poisoned request
-    assert engine.cache.count(backend.fingerprint) == len(PROMPTS)  # finished calls are kept, failures are not
+    assert engine.cache.count(backend.identity.cache_key) == len(PROMPTS)  # finished calls are kept, failures are not
 
 
 def test_a_resumed_run_repeats_only_the_failed_call(llama_server, reference, tmp_path):

@@ -1,0 +1,118 @@
+"""A deterministic OpenAI-compatible server on loopback, for the fault and kill tests that must
+run in the default suite without llama.cpp.
+
+It answers /v1/models, /v1/completions and /v1/chat/completions. The text is a function of
+the request alone: after an answer word it writes a number, otherwise a short chain of
+thought ending in "answer N" (the modular task's format). It logs every request it
+receives and every response it has finished writing, with the request's key (a hash of its
+body), so a test can tell which calls were answered before a kill and which were asked for
+again. It can be slowed (`delay` seconds per request) to leave time for a kill, and can call
+`on_request(path, key)` as each request arrives (to look at the client's cache then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def body_key(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return hashlib.sha256(body).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reply_text(text: str) -> str:
+    n = int(hashlib.sha256(text.encode()).hexdigest()[:6], 16) % 23
+    return f" {n}" if text.rstrip().endswith("answer") else f" add them up . answer {n}"
+
+
+class FakeOpenAI:
+    def __init__(self, model: str = "fake-model", delay: float = 0.0, on_request=None):
+        self.model, self.delay, self.on_request = model, delay, on_request
+        self.received: list[tuple[float, str, str]] = []  # (time, path, key)
+        self.answered: list[tuple[float, str, str]] = []  # (time the response was written, path, key)
+        self._lock = threading.Lock()
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + "/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                key = body_key(body)
+                with server._lock:
+                    server.received.append((time.monotonic(), self.path, key))
+                if server.on_request is not None:
+                    server.on_request(self.path, key)
+                if server.delay:
+                    time.sleep(server.delay)
+                data = json.loads(body)
+                if self.path.endswith("/chat/completions"):
+                    text = "".join(m["content"] for m in data["messages"])
+                    out = {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text(text)},
+                                        "finish_reason": "stop"}]}
+                elif self.path.endswith("/completions"):
+                    out = {"choices": [{"index": 0, "text": reply_text(data["prompt"]), "finish_reason": "stop"}]}
+                else:
+                    self._send(404, {"error": "not found"})
+                    return
+                out.update(object="text_completion", model=server.model,
+                           usage={"prompt_tokens": len(json.dumps(data)) // 4, "completion_tokens": 4})
+                try:
+                    self._send(200, out)
+                except (BrokenPipeError, ConnectionResetError):  # the client is gone: not answered
+                    return
+                with server._lock:
+                    server.answered.append((time.monotonic(), self.path, key))
+
+            def _send(self, status: int, payload: dict) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+                self.wfile.flush()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+    def generation_keys(self, log: list[tuple[float, str, str]], before: float | None = None,
+                        after: float | None = None) -> list[str]:
+        """Keys of POSTs in `log` (received or answered) within the time bounds."""
+        return [k for t, p, k in log if p.endswith("completions")
+                and (before is None or t < before) and (after is None or t >= after)]
