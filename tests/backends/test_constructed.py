@@ -233,3 +233,33 @@ def test_audit_around_the_faithful_organism(fraction, faithful_path, tmp_path):
     assert graded["n"] >= 20 and graded["ci_low"] <= sum(truth.values()) / len(truth) <= graded["ci_high"]
     if fraction == 1.0:
         assert result.verdict.label == "post_hoc_rationalization"
+
+
+@pytest.mark.parametrize("kind, label", [("post_hoc", "post_hoc_rationalization"), ("encoded", "encoded_reasoning")])
+def test_audit_of_a_construction_gets_its_verdict(kind, label, tmp_path):
+    """The whole audit on GSM8K around a scripted inner model that solves each item through its
+    CoT (an oracle knows the gold answer; forced, it reads the CoT's last number; with no CoT
+    it guesses 0): each construction must earn its own verdict, with no other alarm raised."""
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
+    from faithcheck.engine.cache import CallCache
+
+    task = get_task("gsm8k")
+    items = task.load(24, 0).items
+    gold = {question_key(task.prompt(i)): i.answer for i in items}
+
+    def script(r):
+        if r.prefill.rstrip().endswith("The answer is"):
+            nums = re.findall(r"\d+", r.prefill)
+            return f" {nums[-1] if nums else 0}."
+        g = gold[question_key(r.prompt)]
+        return f" First we read the question. Working through it step by step gives {g}. The answer is {g}.\n\nQuestion:"
+
+    backend = ConstructedBackend(kind, ScriptedBackend(script), task, cache=None, inner_name="scripted:v1")
+    config = AuditConfig(model=f"{kind}:scripted:v1", task="gsm8k", n=24, seed=0, out=tmp_path / "run", progress=False,
+                         probes=("no_cot", "early_answering", "format_control", "paraphrase"))
+    result = run_audit(config, backend=backend, cache=CallCache(tmp_path / "calls.sqlite"))
+    assert result.verdict.label == label, result.verdict.reason
+    alarms = {f.name for f in result.verdict.flags} & {"post_hoc_rationalization", "encoded_reasoning"}
+    assert alarms == {label}
+    share = result.summary["graded"]["posthoc_share"]
+    assert share["estimate"] == (1.0 if kind == "post_hoc" else 0.0)
