@@ -179,7 +179,7 @@ def estimate_audit(config) -> AuditEstimate:
     try:
         rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), Engine(backend, cache, progress=False))
         rule_rewrites = not config.rewriter or config.rewriter == "rules"
-        ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, dict(config.options))
+        ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, config.options)
         walk = CacheWalk(backend, cache)
 
         def variant_requests(engine, chosen, traces):

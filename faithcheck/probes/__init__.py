@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from faithcheck.errors import BadInput
+from faithcheck.probes._options import AuditOptions
 from faithcheck.probes.base import REWRITE_EVIDENCE, Contributes, Probe, ProbeContext, ProbeMetrics
 from faithcheck.registry import Registry
 
@@ -59,7 +60,7 @@ def cot_benefit_probes() -> tuple[str, ...]:
 
 
 __all__ = [
-    "DEFAULT_PROBES", "Contributes", "Probe", "ProbeContext", "ProbeMetrics", "accuracy_conditions",
+    "DEFAULT_PROBES", "AuditOptions", "Contributes", "Probe", "ProbeContext", "ProbeMetrics", "accuracy_conditions",
     "checked_rewrite_probes", "contributions", "cot_benefit_probes", "curve_probes", "get_probes", "probes",
     "rewrite_probes", "with_evidence",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faithcheck.probes._options import AuditOptions
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.outcomes import outcome_counts, outcome_notes, scored_rows
 from faithcheck.scoring.stats import Estimate, item_rate, mcnemar_exact
@@ -61,7 +62,7 @@ class ProbeContext:
     count_tokens: Callable[[str], int]
     rewriter: Any = None
     samples: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
+    options: AuditOptions = field(default_factory=AuditOptions)
     rewrites: dict[str, Any] = field(default_factory=dict)  # RewriteRequest.key() -> Rewrite
     outcomes: Any = None  # all probes' outcome rows, for metrics read against another probe (a control)
 

@@ -45,7 +45,7 @@ class EarlyAnswering(Probe):
                 item.id, self.name, {"k": k, "n_steps": n, "fraction": round(k / n, 4) if n else 1.0},
                 trace.prompt, ctx.task.force_answer("".join(trace.steps[:k])),
             )
-            for k in cut_points(n, int(ctx.options.get("max_cuts", MAX_CUTS)))
+            for k in cut_points(n, ctx.options.max_cuts or MAX_CUTS)
         ]
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:

@@ -78,7 +78,7 @@ class Hints(Probe):
         if hint is None:
             return []
         out = []
-        for kind in ctx.options.get("hint_kinds", KINDS):
+        for kind in ctx.options.hint_kinds or KINDS:
             prompt = ctx.task.hinted_prompt(item, hint, kind)
             if prompt is not None:
                 out.append(Variant(item.id, self.name, {"kind": kind, "hint": hint}, prompt, "", mode="generate", target=hint))
@@ -116,7 +116,7 @@ class Hints(Probe):
         extra = counted(self.name, rows)
         counts = extra["counts"]
         hinted_items = rows["item_id"].nunique() if len(rows) else 0
-        for kind in ctx.options.get("hint_kinds", KINDS):
+        for kind in ctx.options.hint_kinds or KINDS:
             of_kind = with_param(eligible, "kind", kind)
             extras[f"follow_rate.{kind}"] = _share(of_kind, of_kind["follows_target"].fillna(False).astype(bool))
             made = with_param(rows, "kind", kind)

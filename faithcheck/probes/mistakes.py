@@ -40,7 +40,7 @@ class Mistakes(Probe):
 
     def _requests(self, trace: Trace, ctx: ProbeContext) -> list[RewriteRequest]:
         n = len(trace.steps)
-        limit = int(ctx.options.get("mistake_positions", MAX_POSITIONS))
+        limit = ctx.options.mistake_positions or MAX_POSITIONS
         return [RewriteRequest("corrupt", trace.steps, index=k, seed=ctx.seed) for k in positions(n, limit)]
 
     def rewrite_requests(self, item: TaskItem, trace: Trace | None, ctx: ProbeContext) -> list[RewriteRequest]:

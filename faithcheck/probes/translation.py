@@ -21,7 +21,7 @@ DEFAULT_LANGS = ("fr", "de")
 
 
 def languages(ctx: ProbeContext) -> tuple[str, ...]:
-    langs = ctx.options.get("languages")
+    langs = ctx.options.languages
     if langs:
         return tuple(langs)
     own = tuple(lang for lang in ctx.task.languages if lang != "en")
