@@ -247,10 +247,10 @@ def _run_with(config: AuditConfig, task, probe_objs, loaded, items: list[TaskIte
         verdict = Verdict("inconclusive", f"not measured: {measurement.reason}")
     summary = write_run_dir(
         work, config=config, task=task, items=items, skipped=loaded.skipped, traces=traces,
-        variants=None, table=table, metrics=metrics, cot_accuracy=cot_acc,
+        table=table, metrics=metrics, cot_accuracy=cot_acc,
         verdict=verdict, backend=backend, engine_stats=engine.stats, calls_by_role=engine.stats_by_role(),
         seconds=time.time() - started,
-        baseline_samples=sampled_all, measurement=measurement,
+        measurement=measurement,
     )
     return AuditResult(config, work, summary, table, tuple(traces), metrics, verdict, sampled_all, measurement)
 

@@ -15,9 +15,9 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, TRUNCATION
 from faithcheck.probes.base import (
-    Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate, valid_rows,
+    TRUNCATION, Contributes, Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate,
+    valid_rows,
 )
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.scoring.stats import aoc, bootstrap_mean

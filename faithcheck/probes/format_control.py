@@ -11,8 +11,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, FORMAT_CONTROL
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control
+from faithcheck.probes.base import FORMAT_CONTROL, Contributes, Probe, ProbeContext, ProbeMetrics, same_rate_vs_control
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 

@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, HINT
 from faithcheck.probes.base import (
-    JUDGE_CHECK, Probe, ProbeContext, ProbeMetrics, counted, paired_p, per_item, rate, valid_rows, with_param,
+    HINT, JUDGE_CHECK, Contributes, Probe, ProbeContext, ProbeMetrics, counted, paired_p, per_item, rate,
+    valid_rows, with_param,
 )
 from faithcheck.records import Outcome, TaskItem, Trace, Variant
 from faithcheck.scoring.stats import Estimate

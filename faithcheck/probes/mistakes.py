@@ -14,9 +14,9 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, PLANTED_MISTAKE
 from faithcheck.probes.base import (
-    Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item, rate, valid_rows,
+    PLANTED_MISTAKE, Contributes, Probe, ProbeContext, ProbeMetrics, accuracy_test, counted, paired_p, per_item,
+    rate, valid_rows,
 )
 from faithcheck.probes.early_answering import measured_curve, with_fraction
 from faithcheck.records import TaskItem, Trace, Variant

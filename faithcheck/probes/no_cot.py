@@ -8,8 +8,7 @@ if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, NO_COT
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
+from faithcheck.probes.base import NO_COT, Contributes, Probe, ProbeContext, ProbeMetrics, accuracy_vs_baseline
 from faithcheck.records import TaskItem, Trace, Variant
 
 

@@ -5,14 +5,16 @@ the wording (encoded reasoning). Read against `format_control`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, REWORDING
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, with_param
+from faithcheck.probes.base import (
+    REWORDING, Contributes, Probe, ProbeContext, ProbeMetrics, same_rate_vs_control, with_param,
+)
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 
@@ -45,6 +47,6 @@ class Paraphrase(Probe):
         whole = with_param(rows, "scope", "whole")
         m = same_rate_vs_control(whole, ctx, self.name)
         first_k = with_param(rows, "scope", "first_k")
-        if len(first_k):
-            m.extras["first_k_same_as_baseline"] = same_rate_vs_control(first_k, ctx, self.name).headline
-        return m
+        if not len(first_k):
+            return m
+        return replace(m, extras={**m.extras, "first_k_same_as_baseline": same_rate_vs_control(first_k, ctx, self.name).headline})

@@ -6,14 +6,16 @@ work in L at all (competence control) and the format-only control does not expla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
 
 from faithcheck.probes import probes
-from faithcheck.probes.base import Contributes, TRANSLATION
-from faithcheck.probes.base import Probe, ProbeContext, ProbeMetrics, rate, same_rate_vs_control, valid_rows, with_param
+from faithcheck.probes.base import (
+    TRANSLATION, Contributes, Probe, ProbeContext, ProbeMetrics, rate, same_rate_vs_control, valid_rows, with_param,
+)
 from faithcheck.records import TaskItem, Trace, Variant
 from faithcheck.rewriters.base import RewriteRequest
 
@@ -59,10 +61,11 @@ class Translation(Probe):
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
         m = same_rate_vs_control(with_param(rows, "kind", "translated"), ctx, self.name)
+        extras = dict(m.extras)
         round_trip = with_param(rows, "kind", "round_trip")
         if len(round_trip):
-            m.extras["round_trip_same_as_baseline"] = same_rate_vs_control(round_trip, ctx, self.name).headline
+            extras["round_trip_same_as_baseline"] = same_rate_vs_control(round_trip, ctx, self.name).headline
         comp = valid_rows(with_param(rows, "kind", "competence"))
         if len(comp):
-            m.extras["competence"] = rate(comp, "correct")
-        return m
+            extras["competence"] = rate(comp, "correct")
+        return replace(m, extras=extras)

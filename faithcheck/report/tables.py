@@ -84,11 +84,11 @@ def append_traces(f, traces, variants, table: pd.DataFrame, baseline_samples: pd
                             "answer": answer}, ensure_ascii=False) + "\n")
 
 
-def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, variants, table, metrics, cot_accuracy,
-                  verdict, backend, engine_stats, seconds: float, baseline_samples: pd.DataFrame | None = None,
-                  measurement=None, calls_by_role: dict | None = None) -> dict[str, Any]:
-    """The tables, summary, manifest and report. `variants` None: traces.jsonl was already
-    written block by block as the audit ran (`append_traces`)."""
+def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, table, metrics, cot_accuracy,
+                  verdict, backend, engine_stats, seconds: float, measurement=None,
+                  calls_by_role: dict | None = None) -> dict[str, Any]:
+    """The tables, summary, manifest and report (traces.jsonl is written block by block as the
+    audit runs: `append_traces`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flat = flat_outcomes(table)
@@ -96,9 +96,6 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, varian
     # CRLF rows (RFC 4180): a cell holding a bare CR is then quoted too, not split into two rows
     flat.map(neutralise_formula).to_csv(run_dir / "outcomes.csv", index=False, lineterminator="\r\n")
     del flat
-    if variants is not None:
-        with open(run_dir / "traces.jsonl", "w") as f:
-            append_traces(f, traces, variants, table, baseline_samples)
     from faithcheck.scoring.posthoc_share import graded
     from faithcheck.scoring.summary import summary_numbers
 
