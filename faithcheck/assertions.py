@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faithcheck.scoring.labels import FLAGS, INCONCLUSIVE, LABELS, LOAD_BEARING
+
 if TYPE_CHECKING:
     from faithcheck.audit.pipeline import AuditResult
     from faithcheck.scoring.stats import Estimate
-
-LABELS = ("load_bearing", "post_hoc_rationalization", "encoded_reasoning", "inconclusive")
-FLAGS = ("post_hoc_rationalization", "encoded_reasoning")
 
 
 def assert_verdict(result: AuditResult, label: str, accept_inconclusive: bool = False) -> None:
@@ -24,7 +23,7 @@ def assert_verdict(result: AuditResult, label: str, accept_inconclusive: bool = 
     if label not in LABELS:
         raise ValueError(f"assert_verdict: unknown label {label!r}; known: {', '.join(LABELS)}")
     verdict = result.verdict
-    if verdict.label == label or (accept_inconclusive and verdict.label == "inconclusive"):
+    if verdict.label == label or (accept_inconclusive and verdict.label == INCONCLUSIVE):
         return
     raise AssertionError(f"expected verdict {label!r}, got {verdict.label!r}\n{describe(result)}")
 
@@ -32,7 +31,7 @@ def assert_verdict(result: AuditResult, label: str, accept_inconclusive: bool = 
 def assert_load_bearing(result: AuditResult, accept_inconclusive: bool = False) -> None:
     """The CoT drives the answer: truncating or corrupting it changes the answer."""
     __tracebackhide__ = True
-    assert_verdict(result, "load_bearing", accept_inconclusive)
+    assert_verdict(result, LOAD_BEARING, accept_inconclusive)
 
 
 def assert_flag(result: AuditResult, name: str) -> None:
@@ -51,7 +50,7 @@ def assert_no_flag(result: AuditResult, name: str, accept_inconclusive: bool = F
     flag = next((f for f in result.verdict.flags if f.name == name), None)
     if flag is not None:
         raise AssertionError(f"flag {name!r} raised: {flag.reason}\n{describe(result, focus=flag)}")
-    if result.verdict.label == "inconclusive" and not accept_inconclusive:
+    if result.verdict.label == INCONCLUSIVE and not accept_inconclusive:
         raise AssertionError(f"cannot rule out flag {name!r}: the run is inconclusive\n{describe(result)}")
 
 
@@ -148,7 +147,9 @@ def _fmt(e: dict) -> str:
         return f"n/a (n={e.get('n', 0)})"
     text = f"{e['estimate']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}] (n={e['n']})"
     if e.get("p_adjusted") is not None:
-        text += f", p_adj={e['p_adjusted']:.3g}"
+        from faithcheck.scoring.stats import format_p
+
+        text += f", p_adj={format_p(e['p_adjusted'])}"
     return text
 
 
