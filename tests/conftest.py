@@ -36,10 +36,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 
 
+# Fixtures that load a real pretrained model in this process: every test using one is slow
+# (gemma-3-270m's GGUF dequantized to fp32 takes 30-300 s to load on 2 busy cores, and its
+# tests minutes more: the packed-vs-plain sliding-window test took 963 s on a loaded machine).
+# The llama.cpp server tests serve the same model from its own process in seconds and stay.
+SLOW_FIXTURES = ("gemma_backend",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--runslow"):
         return
-    skip = pytest.mark.skip(reason="slow test: run with --runslow")
+    skip = pytest.mark.skip(reason="slow test: run with --runslow (make test-all)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

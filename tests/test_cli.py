@@ -145,7 +145,7 @@ def test_a_clean_audit_warns_about_nothing_deprecated(tmp_path):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            code = main(["audit", "organism:faithful", "--n", "20", "--probes", "no_cot,early_answering,mistakes",
+            code = main(["audit", "organism:faithful", "--n", "4", "--probes", "early_answering",
                          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"])
     finally:
         hf_logger.removeHandler(logged)

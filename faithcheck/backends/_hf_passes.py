@@ -25,14 +25,24 @@ class ModelPasses:
         self.counters = counters
         params = inspect.signature(model.forward).parameters
         self.takes = frozenset(k for k in _OPTIONAL if k in params)
+        # transformers 5 renamed the KV cache `past_key_values` -> `cache` (argument and output)
+        # and warns on every call that uses the old name; older releases know only the old one
+        self.cache_name = "cache" if "cache" in params else "past_key_values"
 
     @property
     def device(self) -> Any:
         return self.model.device
 
     def forward(self, **inputs: Any) -> Any:
-        """`model(**inputs)` without the optional inputs the model does not take."""
+        """`model(**inputs)` without the optional inputs the model does not take; a KV cache
+        given as `past_key_values` goes in under the name this transformers version uses."""
+        if "past_key_values" in inputs:
+            inputs[self.cache_name] = inputs.pop("past_key_values")
         return self.model(**{k: v for k, v in inputs.items() if k not in _OPTIONAL or k in self.takes})
+
+    def kv_cache(self, output: Any) -> Any:
+        """The KV cache a forward pass returned (`output.cache` or, before transformers 5, `.past_key_values`)."""
+        return getattr(output, self.cache_name)
 
     def left_pad(self, rows: list[list[int]]) -> dict[str, Any]:
         """Model inputs for rows padded on the left, with position ids that skip the padding."""

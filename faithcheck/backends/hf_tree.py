@@ -98,7 +98,7 @@ class TreeRunner:
             )
         self.passes.counters["tokens_computed"] += n
         self.passes.counters["packed_passes"] += 1
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return [(layer.keys, layer.values) for layer in self.passes.kv_cache(out).layers]
 
     @staticmethod
     def ancestry(trie: Trie, nodes: list[int]) -> tuple[Any, dict[int, int]]:
