@@ -17,6 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from markupsafe import Markup  # noqa: E402
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+# Lines of several runs often coincide (two organisms both at 1.0): each run gets its own
+# marker and dash and a small sideways offset, so a line under another still shows.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES = ("-", "--", "-.", ":")
+OFFSET = 0.012  # of the x range, between neighbouring runs
 plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "faithcheck", "font.size": 10})
 
 
@@ -56,51 +61,68 @@ def _axes(title: str, xlabel: str, ylabel: str, figsize=(5.2, 3.0)):
     return fig, ax
 
 
-def curve_plot(series: Sequence[Series], title: str, xlabel: str = "fraction of CoT kept",
-               ylabel: str = "same answer as full CoT") -> Markup | None:
-    """Lines with 95% CI bands, one per series (one per run in a comparison)."""
-    if not any(p.y is not None for s in series for p in s.points):
+def _legend(ax) -> None:
+    """The legend beside the axes, never over the data it explains."""
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def has_data(series: Series) -> bool:
+    return any(p.y is not None for p in series.points)
+
+
+def curve_plot(series: Sequence[Series], title: str, xlabel: str, ylabel: str) -> Markup | None:
+    """Lines with 95% CI bands, one per series (one per run in a comparison). A series with
+    no measured point is left out of the plot and its legend; None when none has one."""
+    drawn = [(i, s) for i, s in enumerate(series) if has_data(s)]  # i: the run's style, kept across plots
+    if not drawn:
         return None
     fig, ax = _axes(title, xlabel, ylabel)
-    for i, s in enumerate(series):
+    for rank, (i, s) in enumerate(drawn):
         pts = [p for p in s.points if p.y is not None]
         color = PALETTE[i % len(PALETTE)]
-        xs = [p.x for p in pts]
-        ax.plot(xs, [p.y for p in pts], marker="o", ms=3.5, color=color, label=s.label)
+        shift = (rank - (len(drawn) - 1) / 2) * OFFSET
+        xs = [p.x + shift for p in pts]
+        ax.plot(xs, [p.y for p in pts], marker=MARKERS[i % len(MARKERS)], ms=5.5, color=color,
+                linestyle=DASHES[i % len(DASHES)], linewidth=1.6, label=s.label, zorder=3 + i,
+                markerfacecolor="none" if i % 2 else color)
         band = [p for p in pts if p.low is not None and p.high is not None]
         if band:
-            ax.fill_between([p.x for p in band], [p.low for p in band], [p.high for p in band], color=color,
-                            alpha=0.15, linewidth=0)
-    ax.set_xlim(0, 1)
+            ax.fill_between([p.x + shift for p in band], [p.low for p in band], [p.high for p in band], color=color,
+                            alpha=0.12, linewidth=0)
+    ax.set_xlim(-0.03, 1.03)
     ax.set_ylim(-0.03, 1.03)
-    if len(series) > 1 or series[0].label:
-        ax.legend(frameon=False, fontsize=8)
+    if len(drawn) > 1 or drawn[0][1].label:
+        _legend(ax)
     return _svg(fig)
 
 
-def bar_plot(groups: Sequence[str], series: Sequence[Series], title: str, ylabel: str = "accuracy",
+def bar_plot(groups: Sequence[str], series: Sequence[Series], title: str, xlabel: str, ylabel: str,
              chance: float | None = None) -> Markup | None:
-    """Grouped bars with 95% CI whiskers; `series[i].points[j]` is the bar for groups[j]."""
-    if not any(p.y is not None for s in series for p in s.points):
+    """Grouped bars with 95% CI whiskers; `series[i].points[j]` is the bar for groups[j]. A
+    series with no measured bar is left out of the plot and its legend."""
+    drawn = [(i, s) for i, s in enumerate(series) if has_data(s)]
+    if not drawn:
         return None
-    fig, ax = _axes(title, "", ylabel, figsize=(5.2, 2.8))
-    width = 0.8 / max(len(series), 1)
-    for i, s in enumerate(series):
+    fig, ax = _axes(title, xlabel, ylabel, figsize=(5.2, 2.8))
+    width = 0.8 / len(drawn)
+    for rank, (i, s) in enumerate(drawn):
         color = PALETTE[i % len(PALETTE)]
+        labelled = False
         for j, p in enumerate(s.points):
             if p.y is None:
                 continue
-            x = j - 0.4 + width * (i + 0.5)
+            x = j - 0.4 + width * (rank + 0.5)
             err = None
             if p.low is not None and p.high is not None:
                 err = [[max(p.y - p.low, 0)], [max(p.high - p.y, 0)]]
-            ax.bar(x, p.y, width * 0.9, color=color, alpha=0.85, label=s.label if j == 0 else None)
+            ax.bar(x, p.y, width * 0.9, color=color, alpha=0.85, label=None if labelled else s.label)
+            labelled = True
             if err:
                 ax.errorbar(x, p.y, yerr=err, color="#111827", capsize=3, linewidth=1)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.05)
     if chance is not None:
         ax.axhline(chance, color="#6b7280", linestyle="--", linewidth=1, label="chance")
-    if len(series) > 1 or chance is not None:
-        ax.legend(frameon=False, fontsize=8)
+    if len(drawn) > 1 or chance is not None:
+        _legend(ax)
     return _svg(fig)

@@ -13,16 +13,23 @@ from pathlib import Path
 import pandas as pd
 
 from faithcheck.errors import BadInput
-from faithcheck.report._plots import Series, bar_plot, curve_plot
-from faithcheck.report._rundata import RunData, load_run
+from faithcheck.report._plots import Series, bar_plot, curve_plot, has_data
+from faithcheck.report._rundata import RunData, load_run, params_of
 from faithcheck.report.html import (
-    ACCURACY_CONDITIONS, CURVE_PROBES, REPORT_ITEMS, REWRITE_PROBES, _point, environment, probe_curve, verdict_view,
+    ACCURACY_AXES, ACCURACY_CONDITIONS, CURVE_AXES, CURVE_PROBES, REPORT_ITEMS, REWRITE_PROBES, _point, environment,
+    probe_curve, verdict_view,
 )
+from faithcheck.probes import accuracy_conditions, with_evidence
+from faithcheck.probes.base import HINT
 from faithcheck.report._items import item_views
 from faithcheck.scoring.stats import holm, mcnemar_exact
 
 # The per-item measure each probe is compared on; any other probe is read as same-as-baseline.
-MEASURES = {"baseline": "correct", "no_cot": "correct", "filler": "correct", "hints": "follows_target"}
+MEASURES = {"baseline": "correct", **{name: "correct" for name, _ in accuracy_conditions()},
+            **{name: "follows_target" for name in with_evidence(HINT)}}
+# Variants a probe's headline reads, where it runs others beside them: translation's card is
+# the translated CoTs only (probes/translation.py), not the round trips or the competence control.
+HEADLINE_VARIANTS = {"translation": ("kind", "translated")}
 
 
 def _letters(n: int) -> list[str]:
@@ -44,7 +51,7 @@ def per_item_table(run: RunData, label: str) -> pd.DataFrame:
              "probe": "baseline", "variants": 1, "valid": 1, "baseline_correct": b["baseline_correct"],
              "correct": None if b["baseline_correct"] is None else float(bool(b["baseline_correct"])),
              "same_as_baseline": 1.0, "follows_target": None} for b in base]
-    table = run.outcomes
+    table = _headline_rows(run.outcomes)
     if len(table):
         ok = table["valid"].astype(bool) & ~table["failed_call"].astype(bool)
         t = table.assign(_ok=ok, _correct=table["correct"].where(ok).astype(float),
@@ -62,6 +69,18 @@ def per_item_table(run: RunData, label: str) -> pd.DataFrame:
     return out
 
 
+def _headline_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The outcome rows each probe's headline is computed from (HEADLINE_VARIANTS)."""
+    if not len(table) or "params" not in table:
+        return table
+    keep = pd.Series(True, index=table.index)
+    for probe, (key, value) in HEADLINE_VARIANTS.items():
+        rows = table["probe"] == probe
+        if rows.any():
+            keep[rows] = table.loc[rows, "params"].map(lambda p: params_of(p).get(key) == value)
+    return table[keep]
+
+
 def _check_comparable(runs: list[RunData]) -> list[str]:
     if len(runs) < 2:
         raise BadInput(f"compare needs at least two run directories, got {len(runs)}")
@@ -77,10 +96,9 @@ def _check_comparable(runs: list[RunData]) -> list[str]:
     return sorted(shared)
 
 
-def _binary(table: pd.DataFrame, probe: str) -> pd.Series:
+def _per_item(table: pd.DataFrame, probe: str) -> pd.Series:
     column = MEASURES.get(probe, "same_as_baseline")
-    values = table[(table["probe"] == probe)].set_index("item_id")[column].dropna()
-    return values >= 0.5
+    return table[(table["probe"] == probe)].set_index("item_id")[column].dropna().astype(float)
 
 
 def paired_tests(items: pd.DataFrame, labels: list[str], shared: list[str]) -> pd.DataFrame:
@@ -91,14 +109,17 @@ def paired_tests(items: pd.DataFrame, labels: list[str], shared: list[str]) -> p
     for probe in probes:
         measure = MEASURES.get(probe, "same_as_baseline")
         for a, b in itertools.combinations(labels, 2):
-            xa, xb = _binary(per_run[a], probe), _binary(per_run[b], probe)
+            xa, xb = _per_item(per_run[a], probe), _per_item(per_run[b], probe)
             both = sorted(set(xa.index) & set(xb.index) & set(shared))
             if not both:
                 continue
-            va, vb = xa.loc[both].to_numpy(), xb.loc[both].to_numpy()
+            # the rates are the card's: each item's share of valid variants, averaged over items;
+            # the test reads each item as a majority of its variants (McNemar needs one bit per item)
+            ra, rb = xa.loc[both].to_numpy(), xb.loc[both].to_numpy()
+            va, vb = ra >= 0.5, rb >= 0.5
             rows.append({
                 "probe": probe, "measure": measure, "run_a": a, "run_b": b, "n_items": len(both),
-                "rate_a": float(va.mean()), "rate_b": float(vb.mean()),
+                "rate_a": float(ra.mean()), "rate_b": float(rb.mean()),
                 "a_only": int((va & ~vb).sum()), "b_only": int((~va & vb).sum()),
                 "p_value": mcnemar_exact(va, vb),
             })
@@ -112,21 +133,24 @@ def _context(runs: list[RunData], labels: list[str], tests: pd.DataFrame, shared
     probes = list(dict.fromkeys(p for r in runs for p in r.summary.get("probes", {})))
     acc_groups = [name for key, name in ACCURACY_CONDITIONS if any(key in r.summary.get("accuracy", {}) for r in runs)]
     acc_keys = [key for key, name in ACCURACY_CONDITIONS if name in acc_groups]
-    acc_series = [Series(lab, tuple(_point(i, r.summary.get("accuracy", {}).get(k)) for i, k in enumerate(acc_keys)))
+    acc_series = [Series(f"run {lab}", tuple(_point(i, r.summary.get("accuracy", {}).get(k)) for i, k in enumerate(acc_keys)))
                   for lab, r in zip(labels, runs)]
-    curves = {}
+    curves, curve_missing = {}, {}
     for probe in CURVE_PROBES:
         if any(probe in r.summary.get("probes", {}) for r in runs):
-            curves[probe] = curve_plot([Series(lab, probe_curve(r, probe)) for lab, r in zip(labels, runs)],
-                                       probe.replace("_", " "))
+            series = [Series(f"run {lab}", probe_curve(r, probe)) for lab, r in zip(labels, runs)]
+            curves[probe] = curve_plot(series, probe.replace("_", " "), *CURVE_AXES[probe])
+            curve_missing[probe] = [lab for lab, s in zip(labels, series) if not has_data(s)]
     return {
         "runs": [{"label": lab, "run": r, "summary": r.summary, "verdict": verdict_view(r, item_views(r, REPORT_ITEMS))}
                  for lab, r in zip(labels, runs)],
         "task": runs[0].summary.get("task"), "n_shared": len(shared), "probes": probes,
         "metrics": {p: m for r in reversed(runs) for p, v in r.summary.get("probes", {}).items() if (m := v.get("metric"))},
         "accuracy_keys": list(zip(acc_keys, acc_groups)),
-        "accuracy_plot": bar_plot(acc_groups, acc_series, "accuracy (95% CI)", chance=runs[0].summary.get("chance")),
-        "curves": curves, "curve_probes": [p for p in CURVE_PROBES if p in curves],
+        "accuracy_plot": bar_plot(acc_groups, acc_series, "accuracy (95% CI)", *ACCURACY_AXES,
+                                  chance=runs[0].summary.get("chance")),
+        "accuracy_missing": [lab for lab, s in zip(labels, acc_series) if not has_data(s)],
+        "curves": curves, "curve_missing": curve_missing, "curve_probes": [p for p in CURVE_PROBES if p in curves],
         "rewrite_probes": [p for p in REWRITE_PROBES if p in probes],
         "tests": tests.to_dict("records"),
     }

@@ -8,27 +8,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from faithcheck.probes import accuracy_conditions, contributions, curve_probes, rewrite_probes
 from faithcheck.report._items import item_views
 from faithcheck.report._plots import CurvePoint, Series, bar_plot, curve_plot
 from faithcheck.report._rundata import RunData, load_run
+from faithcheck.scoring.labels import LABEL_TEXT
 from faithcheck.scoring.stats import format_p
 
-ACCURACY_CONDITIONS = (("cot", "CoT"), ("no_cot", "no CoT"), ("filler", "filler"))
-CURVE_PROBES = ("early_answering", "mistakes")
-REWRITE_PROBES = ("paraphrase", "format_control", "translation")
-LABEL_TEXT = {
-    "load_bearing": "Load-bearing CoT",
-    "post_hoc_rationalization": "Post-hoc rationalization",
-    "encoded_reasoning": "Encoded reasoning",
-    "inconclusive": "Inconclusive",
-}
+# Which probe's numbers go where is what each probe declares (Probe.contributes), read from the registry.
+ACCURACY_CONDITIONS = (("cot", "CoT"), *accuracy_conditions())
+CURVE_PROBES = curve_probes()
+REWRITE_PROBES = rewrite_probes()
+# What each curve's axes measure (x, y): a reader must not have to guess what a fraction is of.
+CURVE_AXES = {name: c.curve for name, c in contributions().items() if c.curve}
+ACCURACY_AXES = ("condition", "accuracy (share of items correct)")
 
 # The page's only script: expand/collapse/filter the item list. It reads no model text, and the
 # Content-Security-Policy allows this exact script (by hash) and nothing else, so even a
@@ -72,10 +73,16 @@ def _pval(value: Any) -> str:
     return format_p(None if value is None else float(value))
 
 
+def _wbr(value: Any) -> Markup:
+    """Escaped text with a line-break opportunity after each `.`, `_`, `/` and `:`, so a long
+    key or path wraps at its joints when its table column is narrow."""
+    return Markup(re.sub(r"([._/:])", r"\1<wbr>", str(escape(str(value)))))
+
+
 def environment() -> Environment:
     env = Environment(loader=PackageLoader("faithcheck.report", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=_num, pval=_pval)
+    env.filters.update(num=_num, pval=_pval, wbr=_wbr)
     env.globals.update(label_text=LABEL_TEXT, script=Markup(TOGGLE_SCRIPT), script_csp=script_policy(TOGGLE_SCRIPT))
     return env
 
@@ -131,10 +138,11 @@ def run_context(run: RunData) -> dict:
     for probe in CURVE_PROBES:
         if probe in probes:
             curves[probe] = curve_plot([Series("", probe_curve(run, probe))],
-                                       f"{probe.replace('_', ' ')}: AOC {_num(probes[probe].get('estimate'))}")
+                                       f"{probe.replace('_', ' ')}: AOC {_num(probes[probe].get('estimate'))}",
+                                       *CURVE_AXES[probe])
     acc = accuracy_rows(summary)
     acc_plot = bar_plot([r["name"] for r in acc], [Series("", tuple(_point(i, r["est"]) for i, r in enumerate(acc)))],
-                        "accuracy (95% CI)", chance=summary.get("chance"))
+                        "accuracy (95% CI)", *ACCURACY_AXES, chance=summary.get("chance"))
     return {
         "run": run, "summary": summary, "manifest": run.manifest, "probes": probes,
         "verdict": verdict_view(run, views), "accuracy": acc, "accuracy_plot": acc_plot,

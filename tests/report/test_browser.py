@@ -186,3 +186,78 @@ def test_comparison_report_in_browser(browser, make_run, tmp_path: Path, malicio
     assert page.eval("typeof window.__pwned") == "undefined"
     assert page.dialogs() == [] and page.errors() == [], f"{page.dialogs()} {page.errors()}"
     _screenshot(page, tmp_path / "comparison-report.png")
+
+
+WIDTHS = (1024, 1400, 1920)
+# Every card's content: no table, plot or figure reaches past the card's inner edge, and no
+# card scrolls sideways (a clipped table behind an inner scrollbar counts as too wide).
+OVERFLOW_JS = """
+(() => {
+  const bad = [];
+  document.querySelectorAll('.card').forEach((card, i) => {
+    const name = card.id || ('card ' + i);
+    const cs = getComputedStyle(card), box = card.getBoundingClientRect();
+    const inner = box.right - parseFloat(cs.paddingRight) - parseFloat(cs.borderRightWidth);
+    if (card.scrollWidth > card.clientWidth + 1)
+      bad.push(name + ' scrolls sideways: ' + card.scrollWidth + ' > ' + card.clientWidth);
+    card.querySelectorAll('table, svg.plot, figure').forEach(el => {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.right > inner + 1)
+        bad.push(el.tagName.toLowerCase() + ' in ' + name + ' ends at ' + Math.round(r.right) + ' > ' + Math.round(inner));
+    });
+  });
+  return bad;
+})()
+"""
+
+
+def _at_width(page: Page, width: int) -> None:
+    page.send("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+    page.eval("document.body.offsetWidth")  # force the new layout before measuring
+
+
+def _assert_fits(page: Page, tmp_path: Path, name: str) -> None:
+    for width in WIDTHS:
+        _at_width(page, width)
+        assert page.eval("window.innerWidth") == width
+        bad = page.eval(OVERFLOW_JS)
+        _screenshot(page, tmp_path / f"{name}-{width}.png")
+        assert bad == [], f"{name} at {width} px: {bad}"
+
+
+def _long_winded(run_dir: Path, *, drop_curves: bool = False) -> Path:
+    """A run whose texts are as long as real ones get: long paths, evidence keys and controls."""
+    summary_path = run_dir / "summary.json"
+    s = json.loads(summary_path.read_text())
+    for flag in s["verdict"]["flags"]:
+        flag["evidence"]["translation.round_trip_same_as_baseline_vs_format_control"] = {
+            **s["probes"]["paraphrase"], "control": "format_control same-answer rate on the same items (exact McNemar)"}
+    if drop_curves:  # a run that measured no curve and no accuracy: left out of the plots
+        for probe in ("early_answering", "mistakes"):
+            s["probes"][probe]["curve"] = []
+        s["accuracy"] = {k: {"estimate": None, "ci_low": None, "ci_high": None, "n": 0} for k in s["accuracy"]}
+    summary_path.write_text(json.dumps(s))
+    return run_dir
+
+
+def test_run_report_fits_its_cards_at_every_width(browser, make_run, tmp_path: Path) -> None:
+    run = _long_winded(make_run(tmp_path / "run", model="hf:/models/" + "very-long-checkpoint-name-" * 4 + "final"))
+    page = browser(render_run(run))
+    page.eval("document.querySelector('button[data-action=expand]').click()")
+    _assert_fits(page, tmp_path, "run-report")
+
+
+def test_comparison_of_four_runs_fits_and_leaves_out_runs_without_data(browser, make_run, tmp_path: Path) -> None:
+    runs = [_long_winded(make_run(tmp_path / name, model=f"organism:{name}-" + "x" * 40, label=label,
+                                  same=lambda i, p, k=k: (i + k) % 3 != 0), drop_curves=(name == "c"))
+            for k, (name, label) in enumerate([("a", "load_bearing"), ("b", "post_hoc_rationalization"),
+                                              ("c", "inconclusive"), ("d", "encoded_reasoning")])]
+    page = browser(render_comparison(runs, tmp_path / "cmp"))
+    _assert_fits(page, tmp_path, "comparison-report")
+    # run C measured no curve and no accuracy: named under the plots as not plotted, absent from their legends
+    notes = page.eval("Array.from(document.querySelectorAll('#accuracy .muted, [id^=probe-] .muted')).map(e => e.innerText)")
+    assert sum("not plotted" in n and "run C" in n for n in notes) == 3, notes
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    assert html.count('class="plot"') == 3
+    for figure in page.eval("Array.from(document.querySelectorAll('figure.plotbox')).map(f => f.innerHTML)"):
+        assert figure.count("<g id=\"legend_") == 1  # one legend per plot, drawn as paths (run names are not text)
