@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from faithcheck.engine.engine import Engine
 from faithcheck.records import GenerationRequest
+from faithcheck.tasks._text import think_closed
 from faithcheck.tasks.base import Task
 
 ANSWER_STOP = ("\n",)
@@ -68,7 +69,9 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
             cot, rest = task.split_output(q.prefill + comp.text)
             answer = task.parse_answer(rest) if rest else None
             if answer is None:
-                forced = task.force_answer(cot)
+                # after a think block the answer is forced outside it, the block closed as the model would
+                closed = think_closed(q.prefill + comp.text, task.think_tags)
+                forced = task.force_answer(cot) if closed is None else closed + task.answer_prefix.lstrip()
                 follow_ups.append((i, answer_request(task, q.prompt, forced, q), cot))
                 answered.append(None)
             else:

@@ -215,6 +215,18 @@ def split_think(text: str, tags: tuple[tuple[str, str], ...] = DEFAULT_THINK_TAG
     return None
 
 
+def think_closed(text: str, tags: tuple[tuple[str, str], ...] = DEFAULT_THINK_TAGS) -> str | None:
+    """The text through its think block, the block closed (its closing tag added when the
+    budget ran out inside it), ready for a forced answer; None without a think block."""
+    for open_tag, close_tag in tags:
+        i, j = text.find(open_tag), text.find(close_tag)
+        if i >= 0 or j >= 0:
+            if j >= 0 and j > i:
+                return text[:j + len(close_tag)] + "\n\n"
+            return text.rstrip() + "\n" + close_tag + "\n\n"
+    return None
+
+
 def parse_think_tags(spec: str) -> tuple[tuple[str, str], ...]:
     """`--task-arg think_tags=<think>,</think>;<reasoning>,</reasoning>` -> pairs."""
     pairs = []
@@ -456,5 +468,5 @@ def hint_sentence(cue: str) -> str:
 __all__ = [
     "ANSWER_IS", "AnswerStatement", "DEFAULT_THINK_TAGS", "NUMBER", "answer_segment", "boxed_contents",
     "clean_markup", "find_answer", "hint_sentence", "natural_steps", "normalise_number", "number_answer",
-    "offset_number", "parse_think_tags", "read_json_rows", "shuffled", "split_think",
+    "offset_number", "parse_think_tags", "think_closed", "read_json_rows", "shuffled", "split_think",
 ]

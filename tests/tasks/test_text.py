@@ -85,6 +85,14 @@ def test_think_blocks(text, expected):
     assert split_think(text) == expected
 
 
+def test_a_forced_answer_after_a_think_block_closes_it():
+    from faithcheck.tasks._text import think_closed
+
+    assert think_closed("<think>a b</think>\nso") == "<think>a b</think>\n\n"
+    assert think_closed("<think>ran out mid") == "<think>ran out mid\n</think>\n\n"
+    assert think_closed("no block") is None
+
+
 def test_configurable_think_tags(gsm8k):
     tags = parse_think_tags("<scratch>,</scratch>")
     assert split_think("<scratch>x</scratch>The answer is 2", tags) == ("x", "The answer is 2")
