@@ -103,3 +103,42 @@ def test_comparison_escapes_model_text(tmp_path: Path, make_run, malicious_cot: 
     html = render_comparison([a, b], tmp_path / "out").read_text()
     assert "<script>window" not in html and "&lt;script&gt;window.__pwned=5&lt;/script&gt;" in html
     assert html.count("<script") <= 1
+
+
+def _add_translation(run_dir: Path, same) -> float:
+    """Translation rows of three kinds, as the probe writes them; returns the card's figure
+    (same-answer rate over the translated CoTs only), computed here from the rows themselves."""
+    import json
+
+    table = pd.read_parquet(run_dir / "outcomes.parquet")
+    base = table[table["probe"] == "paraphrase"]
+    rows = []
+    for i, (_, r) in enumerate(base.iterrows()):
+        for kind, keeps in (("translated", same(i)), ("round_trip", True), ("competence", True)):
+            rows.append({**r.to_dict(), "probe": "translation", "same_as_baseline": keeps,
+                         "params": json.dumps({"kind": kind, "lang": "fr"}, sort_keys=True)})
+    table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    table.to_parquet(run_dir / "outcomes.parquet", index=False)
+    table.to_csv(run_dir / "outcomes.csv", index=False)
+    translated = [json.loads(r["params"])["kind"] == "translated" for r in rows]
+    card = sum(r["same_as_baseline"] for r, t in zip(rows, translated) if t) / sum(translated)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["probes"]["translation"] = {**summary["probes"]["paraphrase"], "estimate": card}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return card
+
+
+def test_paired_table_rates_are_the_cards_figures(tmp_path: Path, make_run) -> None:
+    """The issue's case: a card said translation 0.000 while the paired table said 0.140, because
+    the table pooled round trips and the competence control with the translated CoTs."""
+    a, b = _two_runs(tmp_path, make_run)
+    card_a, card_b = _add_translation(a, lambda i: False), _add_translation(b, lambda i: i % 4 == 0)
+    render_comparison([a, b], tmp_path / "out")
+    tests = pd.read_csv(tmp_path / "out" / "paired_tests.csv").set_index("probe")
+    assert tests.loc["translation", "rate_a"] == pytest.approx(card_a) == 0.0
+    assert tests.loc["translation", "rate_b"] == pytest.approx(card_b) == pytest.approx(0.25)
+    # every other probe's rate is the mean of the run's own per-item values, as its card reads them
+    for probe in ("paraphrase", "no_cot"):
+        column = "correct" if probe == "no_cot" else "same_as_baseline"
+        own = pd.read_parquet(a / "outcomes.parquet").query("probe == @probe")[column].astype(float).mean()
+        assert tests.loc[probe, "rate_a"] == pytest.approx(own)
