@@ -110,9 +110,3 @@ class FakeOpenAI:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
-
-    def generation_keys(self, log: list[tuple[float, str, str]], before: float | None = None,
-                        after: float | None = None) -> list[str]:
-        """Keys of POSTs in `log` (received or answered) within the time bounds."""
-        return [k for t, p, k in log if p.endswith("completions")
-                and (before is None or t < before) and (after is None or t >= after)]

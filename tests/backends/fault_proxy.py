@@ -13,6 +13,7 @@ Only 127.0.0.1 is used; the proxy never logs header values.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import struct
 import threading
@@ -36,6 +37,8 @@ class FaultProxy:
         self.poison = poison.encode() if poison else None
         self.retry_after, self.stall, self.echo_pad = retry_after, stall, echo_pad
         self.log: list[tuple[float, str, str]] = []  # (time, path, fault) per request received
+        self.received: list[tuple[float, str, str]] = []  # (time, path, body key) per POST received
+        self.answered: list[tuple[float, str, str]] = []  # (time, path, body key) per POST answered with 200
         self.auth_headers_seen = 0
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -110,10 +113,15 @@ class FaultProxy:
             self.auth_headers_seen += 1
         fault = self._next_fault(method, body)
         self.log.append((time.monotonic(), path, fault))
+        key = hashlib.sha256(body).hexdigest()[:16]
+        if method == "POST":
+            self.received.append((time.monotonic(), path, key))
         if fault == "ok":
             resp = await self._client.request(method, self.upstream + path, content=body,
                                               headers={"content-type": headers.get("content-type", "application/json")})
             await _write(writer, resp.status_code, resp.content)
+            if method == "POST" and resp.status_code == 200:
+                self.answered.append((time.monotonic(), path, key))
         elif fault == "429":
             await _write(writer, 429, b'{"error": "rate limited (injected)"}', {"Retry-After": f"{self.retry_after:g}"})
         elif fault == "500":

@@ -126,9 +126,10 @@ def test_multiple_base_urls_spread_the_requests(llama_server, reference):
         backend = make(f"{llama_server.url},{proxy.url}", "concurrency=1", "endpoint=completions")
         out = backend.generate(greedy(PROMPTS))
         via_proxy = sum(1 for _, path, _ in proxy.log if path.endswith("/completions"))
+        fingerprint = backend.fingerprint  # asked while both servers are up
     assert [c.text for c in out] == [reference[p] for p in PROMPTS]
     assert 2 <= via_proxy <= len(PROMPTS) - 2
-    assert backend.fingerprint.startswith(f"openai:gemma@{','.join(sorted([llama_server.url, proxy.url]))}")
+    assert fingerprint.startswith(f"openai:gemma@{','.join(sorted([llama_server.url, proxy.url]))}")
     twice = make(f"{llama_server.url},{llama_server.url}")
     assert [c.text for c in twice.generate(greedy(PROMPTS[:2]))] == [reference[p] for p in PROMPTS[:2]]
 

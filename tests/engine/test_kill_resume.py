@@ -69,28 +69,34 @@ def _check_interrupt_message(code: int, err: str, db: Path) -> None:
     assert int(m.group(1)) == _cached(db), err
 
 
-def http_trial(server: FakeOpenAI, tmp: Path, rng: random.Random, sig: int) -> dict:
+def _calls(log: list[tuple[float, str, str]]) -> list[str]:
+    return [k for _, p, k in log if p.endswith("completions")]
+
+
+def http_trial(server, model: str, tmp: Path, rng: random.Random, sig: int, args: list[str] = HTTP_ARGS,
+               wait: float = 1.2) -> dict:
+    """`server` logs `received` and `answered` (time, path, key) lists: FakeOpenAI, or a
+    FaultProxy in front of a real server."""
     db, out = tmp / "c.sqlite", tmp / "run"
-    model = f"openai:{server.model}@{server.url}"
     first_rx, first_ans = len(server.received), len(server.answered)
-    proc = subprocess.Popen(_cli("audit", model, *HTTP_ARGS, "--cache", str(db), "--out", str(out)),
+    proc = subprocess.Popen(_cli("audit", model, *args, "--cache", str(db), "--out", str(out)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while len(server.answered) == first_ans and proc.poll() is None:
         time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 1.2))
+    time.sleep(rng.uniform(0.0, wait))
     code, err, killed_at = _kill(proc, sig)
     _check_interrupt_message(code, err, db)
-    received = server.generation_keys(server.received[first_rx:])
+    received = _calls(server.received[first_rx:])
     arrivals = [t for t, p, _ in server.received[first_rx:] if p.endswith("completions")]
     last_arrival = max(arrivals) if arrivals else 0.0
     answered = [a for a in server.answered[first_ans:] if a[0] < killed_at]
     proven = {k for t, p, k in answered if p.endswith("completions") and t < last_arrival}
     in_flight = {k for t, p, k in answered if p.endswith("completions") and t >= last_arrival}
     resume_rx = len(server.received)
-    done = subprocess.run(_cli("audit", model, *HTTP_ARGS, "--cache", str(db), "--out", str(out)),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_cli("audit", model, *args, "--cache", str(db), "--out", str(out)),
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    again = set(server.generation_keys(server.received[resume_rx:]))
+    again = set(_calls(server.received[resume_rx:]))
     assert len(in_flight) <= 1
     return {"answered": len(proven | in_flight), "repeated": len(proven & again),
             "in_flight_repeated": len(in_flight & again), "sent_first": len(received)}
@@ -128,7 +134,8 @@ def _signals(n: int) -> list[int]:
 def _run_http(tmp_path: Path, trials: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     with FakeOpenAI(delay=0.02) as server:
-        return [http_trial(server, _fresh(tmp_path, i), rng, sig) for i, sig in enumerate(_signals(trials))]
+        model = f"openai:{server.model}@{server.url}"
+        return [http_trial(server, model, _fresh(tmp_path, i), rng, sig) for i, sig in enumerate(_signals(trials))]
 
 
 def _run_organism(tmp_path: Path, trials: int, seed: int) -> list[dict]:
