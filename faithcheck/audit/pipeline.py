@@ -294,10 +294,15 @@ def _resolve_valid(engine: Engine, task, expanded: list[tuple[Variant, Query]], 
 
 
 def resolve_rewrites(probe_objs, items, traces_by_id, ctx, rewriter) -> dict:
+    """Every rewrite the probes ask for, in one batch: RewriteRequest.key() -> Rewrite. A probe
+    may ask only for the kinds it declares (`contributes.rewrites`), so the declaration is true."""
     requests = {}
     for probe in probe_objs:
         for item in items:
             for r in probe.rewrite_requests(item, traces_by_id[item.id], ctx):
+                if r.kind not in probe.contributes.rewrites:
+                    raise ValueError(f"probe {probe.name!r} asks for a {r.kind!r} rewrite but declares only "
+                                     f"{probe.contributes.rewrites} in contributes.rewrites")
                 requests.setdefault(r.key(), r)
     results = rewriter.rewrite(list(requests.values())) if requests else []
     return dict(zip(requests, results))

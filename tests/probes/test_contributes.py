@@ -12,11 +12,11 @@ import pytest
 
 from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.engine.cache import CallCache
-from faithcheck.probes import DEFAULT_PROBES, contributions, probes
+from faithcheck.probes import DEFAULT_PROBES, contributions, get_probes, probes
 from faithcheck.probes.base import (
     EVIDENCE, FORMAT_CONTROL, REWORDING, TRANSLATION, TRUNCATION, Contributes, Probe, accuracy_vs_baseline,
 )
-from faithcheck.records import Variant
+from faithcheck.records import Trace, Variant
 from faithcheck.registry import Entry
 from tests.fakes import ScriptedBackend
 
@@ -92,3 +92,24 @@ def test_every_shipped_declaration_matches_its_metrics(tmp_path):
             assert m.headline_name == "same_as_baseline", name
         if c.rewrites:  # its variants carry the rewrite's checks
             assert (name, True) in rewrite_kinds, name
+
+
+def test_a_probe_may_ask_only_for_the_rewrites_it_declares():
+    from faithcheck.audit.pipeline import resolve_rewrites
+    from faithcheck.probes import ProbeContext
+    from faithcheck.rewriters import load_rewriter
+    from faithcheck.rewriters.base import RewriteRequest
+    from faithcheck.tasks import get_task
+
+    class Undeclared(Shuffled):
+        def rewrite_requests(self, item, trace, ctx):
+            return [RewriteRequest("paraphrase", trace.steps)]
+
+    task = get_task("modular")
+    item = task.load(1, 0).items[0]
+    steps = ("5 plus 4 makes 9 . ",)
+    trace = Trace(item.id, task.prompt(item), steps[0], steps, "9", True, steps[0])
+    ctx = ProbeContext(task, 0, len)
+    with pytest.raises(ValueError, match="'shuffled' asks for a 'paraphrase' rewrite"):
+        resolve_rewrites([Undeclared()], [item], {item.id: trace}, ctx, load_rewriter("rules"))
+    assert len(resolve_rewrites(get_probes(["paraphrase"]), [item], {item.id: trace}, ctx, load_rewriter("rules"))) == 1
