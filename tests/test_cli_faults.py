@@ -121,6 +121,23 @@ def test_failed_calls_are_not_answers_and_the_run_exits_4(tmp_path):
     assert "Not measured" in (tmp_path / "run" / "report.html").read_text()
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_retries_are_logged_counted_and_in_the_manifest(tmp_path, verbose):
+    schedule = ["500", "ok", "429", "ok", "reset", "503"]
+    with FakeOpenAI() as server, FaultProxy(server.root, schedule, retry_after=0.3) as proxy:
+        args = ["audit", f"openai:fake-model@{proxy.url}", *HTTP_ARGS, "--model-arg", "concurrency=1",
+                "--cache", str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "run"), *(["-v"] if verbose else [])]
+        done = subprocess.run([sys.executable, "-m", "faithcheck.cli", *args], capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr
+    backend = json.loads((tmp_path / "run" / "manifest.json").read_text())["backend"]
+    assert backend["retries"] == 4 and backend["retries_after_http_500"] == 1 and backend["retries_after_http_429"] == 1
+    assert backend["retry_wait_seconds"] >= 0.3 and backend["attempts"] >= 4
+    assert "retried model calls: 4 (" in done.stdout and "http_429: 1" in done.stdout
+    retry_lines = [line for line in done.stderr.splitlines() if ": retry " in line]
+    assert len(retry_lines) == (4 if verbose else 0)
+
+
 def test_a_dead_server_fails_fast_and_writes_nothing(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
