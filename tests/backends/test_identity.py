@@ -137,3 +137,19 @@ def test_openai_model_name_at_another_url_is_another_model(tmp_path, two_servers
         again = run(a, harmless, cache)
         assert (again.stats.model_calls, again.stats.cache_hits) == (0, n), harmless
     cache.close()
+
+
+@needs_organism
+def test_manifest_and_report_show_the_identity_the_cache_keyed_on(tmp_path):
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
+
+    config = AuditConfig(ORGANISM, n=3, probes=("no_cot",), model_args=("bos=off", "batch_size=2"),
+                         out=tmp_path / "run", cache_path=tmp_path / "calls.sqlite", progress=False)
+    run_audit(config)
+    identity = json.loads((tmp_path / "run" / "manifest.json").read_text())["model_identity"]
+    assert identity["name"] == ORGANISM and identity["options"] == {"bos": "off"}  # batch_size cannot change output
+    cache = CallCache(tmp_path / "calls.sqlite")
+    assert cache.count(f"{identity['fingerprint']}|{json.dumps({'bos': 'off'}, separators=(',', ':'))}") > 0
+    assert cache.count(identity["fingerprint"]) == 0  # nothing stored under the default configuration's key
+    cache.close()
+    assert "bos=off" in (tmp_path / "run" / "report.html").read_text()
