@@ -53,7 +53,9 @@ def per_item_table(run: RunData, label: str) -> pd.DataFrame:
              "same_as_baseline": 1.0, "follows_target": None} for b in base]
     table = _headline_rows(run.outcomes)
     if len(table):
-        ok = table["valid"].astype(bool) & ~table["failed_call"].astype(bool)
+        from faithcheck.scoring.outcomes import outcome_kind
+
+        ok = outcome_kind(table) == "scored"  # failed calls, failed checks and unparseable answers are not scored
         t = table.assign(_ok=ok, _correct=table["correct"].where(ok).astype(float),
                          _same=table["same_as_baseline"].where(ok).astype(float),
                          _follows=_column(table, "follows_target").where(ok).astype(float))
