@@ -33,7 +33,7 @@ from faithcheck.engine.engine import COMMIT_WINDOW  # noqa: E402
 DRIVER = Path(__file__).with_name("audit_driver.py")
 HTTP_ARGS = ["--task", "modular", "--n", "10", "--probes", "early_answering,no_cot", "--quiet",
              "--model-arg", "endpoint=completions", "--model-arg", "concurrency=1"]
-ORGANISM_ARGS = ["--task", "modular", "--n", "40", "--probes", "early_answering,mistakes,no_cot", "--quiet"]
+ORGANISM_ARGS = ["--task", "modular", "--n", "24", "--probes", "early_answering,no_cot", "--quiet"]
 
 
 def _cli(*args: str, log: Path | None = None) -> list[str]:
