@@ -46,14 +46,16 @@ def estimate_seconds(n_organisms: int, n: int) -> float:
     return n_organisms * (SECONDS_PER_ORGANISM + SECONDS_PER_ITEM * n)
 
 
-def run_demo(n: int, seed: int, out: Path, stream: TextIO = sys.stdout, progress: bool = True,
+def run_demo(n: int, seed: int, out: Path, stream: TextIO | None = None, progress: bool = True,
              names: list[str] | None = None) -> list[DemoRow]:
-    """Audit `names` (default: every bundled organism), print as it goes, return one row each."""
+    """Audit `names` (default: every bundled organism), print to `stream` (default: the current
+    sys.stdout) as it goes, return one row each."""
     from faithcheck.audit.pipeline import AuditConfig, run_audit
     from faithcheck.backends.organism import available_organisms
     from faithcheck.probes import DEFAULT_PROBES
     from faithcheck.report.compare import render_comparison
 
+    stream = stream or sys.stdout
     names = names or available_organisms()
     if not names:
         raise BadInput("no bundled organisms found under data/organisms (train them: faithcheck organisms train)")
@@ -76,10 +78,13 @@ def run_demo(n: int, seed: int, out: Path, stream: TextIO = sys.stdout, progress
                       result.summary["accuracy"]["cot"], time.time() - started, result.run_dir / "report.html")
         rows.append(row)
         print(f"      verdict {row.verdict} in {row.seconds:.0f} s; report: {row.report}", file=stream, flush=True)
-    comparison = render_comparison([r.report.parent for r in rows], out / "comparison")
     print(file=stream)
     print(verdict_table(rows), file=stream)
-    print(f"\ncomparison report: {comparison}", file=stream, flush=True)
+    if len(rows) > 1:
+        print(f"\ncomparison report: {render_comparison([r.report.parent for r in rows], out / 'comparison')}",
+              file=stream, flush=True)
+    else:
+        print(f"\nreport: {rows[0].report}", file=stream, flush=True)
     return rows
 
 

@@ -9,7 +9,8 @@ import re
 from faithcheck.demo import EXPECTED_VERDICT, DemoRow, estimate_seconds, run_demo, verdict_table
 
 
-def test_demo_announces_labels_its_bars_and_ends_with_the_table(tmp_path, capsys, organism_path):
+def test_demo_announces_labels_its_bars_and_ends_with_the_table(tmp_path, capsys, organism_path, monkeypatch):
+    monkeypatch.setenv("FAITHCHECK_CACHE_DIR", str(tmp_path / "cache"))  # a fresh call cache: every bar runs
     names = ["faithful", "no_cot_control"]
     for name in names:
         organism_path(name)  # skips when not trained
