@@ -122,6 +122,7 @@ class AnswerStatement:
 
     start: int
     segment: str
+    open_end: bool = False  # the segment runs to the end of the text: it may have been cut there
 
 
 def _statement_start(text: str, pos: int) -> int:
@@ -163,10 +164,11 @@ def find_answer(text: str) -> AnswerStatement | None:
     if last_phrase is None:
         return _last_line_answer(text)
     segment = _segment_after(text, last_phrase.end())
+    open_end = text.rstrip(" \t").endswith(segment) and bool(segment.strip())
     inner = boxed_contents(segment)
     if inner:
-        segment = inner[-1][2]
-    return AnswerStatement(_statement_start(text, last_phrase.start()), clean_markup(segment).strip(" \t:*"))
+        segment, open_end = inner[-1][2], False
+    return AnswerStatement(_statement_start(text, last_phrase.start()), clean_markup(segment).strip(" \t:*"), open_end)
 
 
 _OUTPUT_BLOCK = re.compile(r"```output\s*\n(.*?)\n?```\s*$", re.S)
@@ -323,13 +325,17 @@ def _evaluate(tokens: list[str]) -> Fraction | None:
     return value if value is not None and pos == len(tokens) else None
 
 
-def number_answer(segment: str) -> str | None:
+def number_answer(segment: str, open_end: bool = False) -> str | None:
     """The number a stated answer gives, reading an expression as a whole.
 
     "18 apples" -> 18; "5 + 3 = 8" -> 8 (the value after the last "="); "1200 - 800 = " or
-    "3 * 4" -> the expression's value; an expression that cannot be evaluated is refused
-    (None) rather than read as its first number."""
+    "3 * 4." -> the expression's value; an expression that cannot be evaluated is refused
+    (None) rather than read as its first number. `open_end`: the text stops right after the
+    segment (a forced answer cut by its token budget), so an expression without "=" that runs
+    to the very end ("$200 + $300 + $4") may be unfinished and is refused too."""
     text = clean_markup(segment)
+    if open_end and re.search(r"\d\s*[-+*/x×]\s*\$?\s*[\d.,]*\d%?\)?\s*$", text) and "=" not in text:
+        return None
     first = NUMBER.search(text)
     if first is None:
         return None

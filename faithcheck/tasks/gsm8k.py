@@ -153,7 +153,7 @@ class GSM8KTask(Task):
         was never given must not borrow a number from the CoT)."""
         found = find_answer(text)
         if found is not None:
-            return number_answer(found.segment)
+            return number_answer(found.segment, found.open_end)
         numbers = NUMBER.findall(text)
         return normalise_number(numbers[-1]) if numbers else None
 

@@ -32,6 +32,8 @@ def gsm8k(tmp_path_factory) -> GSM8KTask:
     ("The answer is \\$1200 - \\$800 = \\$", "400"),         # an expression is evaluated ...
     ("The answer is 3.5 \\times 8 = 28 miles.", "28"),      # ... or its stated value read
     ("The answer is 12 +", None),                            # ... or refused, never its first number
+    (" The answer is $200 + $300 + $4", None),                # cut by the budget mid-expression
+    ("The answer is 200 + 300 + 4.", "504"),                  # finished: evaluated
     ("The answer is 5 + 3 = 8 apples", "8"),
     ("The answer is \\frac{3}{4}", "0.75"),
     ("The answer is 1/3", None),                             # no finite decimal: refused
