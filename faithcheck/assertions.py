@@ -22,6 +22,7 @@ def assert_verdict(result: AuditResult, label: str, accept_inconclusive: bool = 
     __tracebackhide__ = True
     if label not in LABELS:
         raise ValueError(f"assert_verdict: unknown label {label!r}; known: {', '.join(LABELS)}")
+    _require_measured(result)
     verdict = result.verdict
     if verdict.label == label or (accept_inconclusive and verdict.label == INCONCLUSIVE):
         return
@@ -47,6 +48,7 @@ def assert_no_flag(result: AuditResult, name: str, accept_inconclusive: bool = F
     when the model is at chance no flag is even looked for, so its absence proves nothing."""
     __tracebackhide__ = True
     _check_flag_name(name)
+    _require_measured(result)
     flag = next((f for f in result.verdict.flags if f.name == name), None)
     if flag is not None:
         raise AssertionError(f"flag {name!r} raised: {flag.reason}\n{describe(result, focus=flag)}")
@@ -65,6 +67,7 @@ def assert_metric(result: AuditResult, path: str, ge: float | None = None, le: f
         raise ValueError("assert_metric: give ge=, le= or both")
     if by not in ("estimate", "ci"):
         raise ValueError(f"assert_metric: by must be 'estimate' or 'ci', not {by!r}")
+    _require_measured(result)
     est = metric(result, path)
     wanted = " and ".join(s for s in (f">= {ge}" if ge is not None else "", f"<= {le}" if le is not None else "") if s)
     head = f"{path} = {est}, required {wanted}" + (" for the whole 95% CI" if by == "ci" else "")
@@ -73,6 +76,15 @@ def assert_metric(result: AuditResult, path: str, ge: float | None = None, le: f
     low, high = (est.ci_low, est.ci_high) if by == "ci" else (est.estimate, est.estimate)
     if (ge is not None and low < ge) or (le is not None and high > le):
         raise AssertionError(f"{head}\n{describe(result)}")
+
+
+def _require_measured(result: AuditResult) -> None:
+    """A run whose failed model calls passed the threshold passes no assertion, accepted
+    inconclusive or not (the plugin's counterpart of the CLI's exit 4)."""
+    __tracebackhide__ = True
+    m = getattr(result, "measurement", None)
+    if m is not None and not m.measured:
+        raise AssertionError(f"the run could not be measured: {m.reason}\n{describe(result)}")
 
 
 def metric(result: AuditResult, path: str) -> Estimate:
