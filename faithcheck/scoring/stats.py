@@ -98,33 +98,34 @@ def wilson_bounds(p: float, n_eff: float) -> tuple[float, float]:
 
 
 def item_rate(values: Sequence[float], items: Sequence) -> Estimate:
-    """A 0/1 rate measured on several variants per item: the mean over items of each item's mean.
+    """A 0/1 rate pooled over several variants per item: successes / variants, n = items.
 
     One observation per item: the Wilson interval. Several: a Wilson interval on the effective
-    number of items n_eff = K * p(1-p) / var(per-item means), the item count K divided by the
-    design effect, capped at K so that clustering can only widen the interval."""
+    number of items n_eff = p(1-p) / V, where V is the cluster-robust (linearised ratio)
+    variance of the pooled rate, K/(K-1) * sum_i (y_i - p m_i)^2 / (sum_i m_i)^2 over items i
+    with y_i successes in m_i variants; n_eff is capped at K so that clustering can only widen
+    the interval, and an all-agree rate gets exactly the Wilson interval of its K items."""
     vals = np.asarray(values, dtype=float)
     if not len(vals):
         return Estimate(None, None, None, 0, "wilson")
-    per_item = _item_means(vals, items)
-    if len(per_item) == len(vals):
+    successes, sizes = _per_item(vals, items)
+    if len(sizes) == len(vals):
         return wilson(int(round(vals.sum())), len(vals))
-    return _clustered(per_item, f"item-clustered Wilson ({len(vals)} variants of {len(per_item)} items)")
+    return _clustered(successes, sizes, f"item-clustered Wilson ({len(vals)} variants of {len(sizes)} items)")
 
 
-def _item_means(values: np.ndarray, items: Sequence) -> np.ndarray:
+def _per_item(values: np.ndarray, items: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(successes, variants) per item."""
     keys = np.asarray([str(i) for i in items])
     _, inverse = np.unique(keys, return_inverse=True)
-    sums = np.bincount(inverse, weights=values)
-    counts = np.bincount(inverse)
-    return sums / counts
+    return np.bincount(inverse, weights=values), np.bincount(inverse).astype(float)
 
 
-def _clustered(per_item: np.ndarray, method: str) -> Estimate:
-    k = len(per_item)
-    p = float(per_item.mean())
-    var = float(per_item.var(ddof=1)) if k > 1 else 0.0
-    n_eff = float(k) if var <= 0 else min(float(k), p * (1 - p) / (var / k))
+def _clustered(successes: np.ndarray, sizes: np.ndarray, method: str) -> Estimate:
+    k = len(sizes)
+    p = float(successes.sum() / sizes.sum())
+    var = float(k / (k - 1) * np.sum((successes - p * sizes) ** 2) / sizes.sum() ** 2) if k > 1 else 0.0
+    n_eff = float(k) if var <= 0 else min(float(k), p * (1 - p) / var)
     n_eff = max(n_eff, 1e-9)
     lo, hi = wilson_bounds(p, n_eff) if n_eff < k else _wilson_at(p, k)
     return Estimate(p, lo, hi, k, method)

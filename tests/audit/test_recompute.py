@@ -145,11 +145,12 @@ def test_translation_is_item_clustered(run):
     summary, table, _ = run
     rows = scored(table, "translation")
     rows = rows[[p["kind"] == "translated" for p in rows["params"]]]
-    means = rows.groupby("item_id")["same_as_baseline"].mean().to_numpy(float)
-    assert len(rows) > len(means), "expected several translated variants per item"
-    p, k = means.mean(), len(means)
-    var = means.var(ddof=1)
-    n_eff = k if var == 0 else min(k, k * p * (1 - p) / var)
+    y = rows.groupby("item_id")["same_as_baseline"].sum().to_numpy(float)
+    m = rows.groupby("item_id")["same_as_baseline"].size().to_numpy(float)
+    assert len(rows) > len(m), "expected several translated variants per item"
+    p, k = y.sum() / m.sum(), len(m)  # pooled over the variants, clustered by item
+    var = k / (k - 1) * np.sum((y - p * m) ** 2) / m.sum() ** 2
+    n_eff = k if var == 0 else min(k, p * (1 - p) / var)
     tr = summary["probes"]["translation"]
     assert tr["estimate"] == pytest.approx(p) and tr["n"] == k
     assert (tr["ci_low"], tr["ci_high"]) == pytest.approx(wilson_closed(p, n_eff), abs=1e-9)

@@ -60,7 +60,7 @@ def test_clustered_all_agree_is_the_wilson_of_the_items(value):
 
 
 def test_clustered_n1_item():
-    e = stats.item_rate([1.0, 0.0, 1.0], ["a", "a", "a"])
+    e = stats.item_rate([1.0, 0.0, 1.0], ["a", "a", "a"])  # one item: n_eff = 1
     assert e.n == 1 and e.estimate == pytest.approx(2 / 3)
     assert (e.ci_low, e.ci_high) == pytest.approx(wilson_by_hand(2 / 3, 1), abs=1e-9)
 
@@ -75,10 +75,11 @@ def test_clustered_design_effect_by_hand_and_never_narrower_than_items():
         items = np.repeat(np.arange(k), sizes)
         values = (rng.random(len(items)) < item_p[items]).astype(float)
         e = stats.item_rate(values, items)
-        means = np.array([values[items == i].mean() for i in range(k)])
-        p = means.mean()
-        var = means.var(ddof=1)
-        n_eff = k if var == 0 else min(k, k * p * (1 - p) / var)
+        y = np.array([values[items == i].sum() for i in range(k)])
+        m = np.array([(items == i).sum() for i in range(k)])
+        p = y.sum() / m.sum()  # pooled over the variants
+        var = k / (k - 1) * np.sum((y - p * m) ** 2) / m.sum() ** 2  # cluster-robust, linearised ratio
+        n_eff = k if var == 0 else min(k, p * (1 - p) / var)
         lo, hi = wilson_by_hand(p, n_eff)
         assert e.estimate == pytest.approx(p)
         assert (e.ci_low, e.ci_high) == pytest.approx((lo, hi), abs=1e-9)
