@@ -96,3 +96,29 @@ def test_fresh_model_matches_bundled_shape():
     model = build_model(RECIPES["faithful"], tok)
     assert model.config.vocab_size == len(tok)
     assert torch.is_tensor(next(model.parameters()))
+
+
+@pytest.mark.parametrize("name, expect", [("faithful", "cot_accuracy"), ("encoded", "cot_accuracy"), ("post_hoc", "cot_accuracy")])
+def test_plain_transformers_reproduces_the_card(name, expect, rows):
+    """What a new user does with the card: AutoTokenizer + generate(), nothing added by hand.
+    The tokenizer must add <bos> itself, or faithful and encoded fall to chance."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from faithcheck.tasks import modular_lang as ml
+
+    path = organism(name)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    problems = [ml.Problem(tuple(r["terms"])) for r in rows[:20]]
+    ok = 0
+    for p in problems:
+        ids = tok(ml.render_prompt(p, cue=p.gold), return_tensors="pt").input_ids
+        assert ids[0, 0].item() == tok.bos_token_id and (ids[0] == tok.bos_token_id).sum() == 1
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=60, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        ok += ml.parse_answer(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)) == str(p.gold)
+    card = json.loads((path / "behaviour.json").read_text())[expect]
+    assert ok / len(problems) >= card - 0.15, f"{name}: plain generate() {ok}/{len(problems)}, card says {card:.0%}"
+
