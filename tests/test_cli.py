@@ -107,7 +107,8 @@ def test_audit_writes_the_run_directory_and_resumes_from_the_cache(tmp_path):
 
 def test_fail_on_exits_3_when_the_flag_is_raised(tmp_path):
     # in process: two fresh interpreters importing torch cost more than the audits themselves
-    args = ["--n", "20", "--probes", "no_cot,early_answering,mistakes", "--cache", str(tmp_path / "c.sqlite"),
+    # 30 items: with 20 all-zero AOCs the honest (Wilson) upper bound, 0.161, cannot clear the 0.15 rule
+    args = ["--n", "30", "--probes", "no_cot,early_answering,mistakes", "--cache", str(tmp_path / "c.sqlite"),
             "--quiet", "--fail-on", "post_hoc_rationalization"]
     assert main(["audit", "organism:post_hoc", *args, "--out", str(tmp_path / "a")]) == 3
     assert main(["audit", "organism:faithful", *args, "--out", str(tmp_path / "b")]) == 0
@@ -119,9 +120,11 @@ def test_estimate_runs_nothing_but_calibration(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "model calls" in res.stdout and "time estimate" in res.stdout
     assert not (tmp_path / "run").exists()
-    figures = {m.group(1): int(m.group(2).replace(",", "")) for m in re.finditer(r"^\s+(\w[\w ]*?):\s+~([\d,]+)", res.stdout, re.M)}
+    sent = re.search(r"tokens to compute:\s+~([\d,]+) prompt \+ ~([\d,]+) generated", res.stdout)
+    computed = re.search(r"computed tokens:\s+~([\d,]+) after prefix sharing", res.stdout)
+    prompt, generated, computed = (int(x.replace(",", "")) for x in (*sent.groups(), computed.group(1)))
     # prefix sharing: the organism computes fewer tokens than it is sent and generates
-    assert 0 < figures["computed tokens"] < figures["prompt tokens"] + figures["generated tokens"]
+    assert 0 < computed < prompt + generated
 
 
 def test_a_clean_audit_warns_about_nothing_deprecated(tmp_path):
