@@ -32,6 +32,14 @@ def reply_text(text: str) -> str:
     return f" {n}" if text.rstrip().endswith("answer") else f" add them up . answer {n}"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a killed client is expected
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     def __init__(self, model: str = "fake-model", delay: float = 0.0, on_request=None):
         self.model, self.delay, self.on_request = model, delay, on_request
@@ -99,7 +107,7 @@ class FakeOpenAI:
                 self.wfile.write(raw)
                 self.wfile.flush()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
