@@ -21,7 +21,7 @@ from faithcheck.errors import ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
 
 COMMIT_WINDOW = 15.0  # seconds of local-backend work between two cache commits (at most, once measured)
-FIRST_CHUNK = 64  # a local backend's first chunk, before its speed is known
+FIRST_CHUNK = 8  # a local backend's first chunk (or one batch of it), before its speed is known
 FAIL_FAST = 16  # this many failed calls before any answered one: the model is unreachable
 POLL = 0.25  # seconds between looks at the cache while another process computes our calls
 
@@ -108,7 +108,7 @@ class Engine:
         self.progress = progress
         self.commit_window = commit_window
         self.stats = EngineStats()
-        self._local_chunk = min(self.chunk_size, FIRST_CHUNK)
+        self._local_chunk = min(self.chunk_size, getattr(backend, "batch_size", None) or FIRST_CHUNK)
         self._answered = 0
         self.roles: dict[str, Engine] = {}  # engines of the run's other models (rewriter, judge), by role
 
