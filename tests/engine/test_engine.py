@@ -74,7 +74,7 @@ def test_kill_minus_nine_loses_no_finished_call(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     cached = CallCache(db).count()
-    assert 50 <= cached < 400
+    assert 55 - 1 - 10 <= cached < 400  # at most the chunk of 10 being computed is lost
     backend = ScriptedBackend(lambda r: r.prompt.upper())
     out = Engine(backend, CallCache(db), progress=False).run([GenerationRequest(f"q{i:03d}") for i in range(400)])
     assert len(backend.calls) == 400 - cached
