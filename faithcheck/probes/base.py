@@ -48,6 +48,7 @@ class Contributes:
     cot_benefit: bool = False             # its accuracy counts in "CoT benefit retained" (scoring/retained.py)
     curve: tuple[str, str] | None = None  # (x, y) axes of the curve its metrics carry (ProbeMetrics.curve)
     rewrites: tuple[str, ...] = ()        # rewrite kinds it asks the rewriter for (checked; failures counted)
+    headline_variants: tuple[str, str] | None = None  # (param, value): the only variants its headline reads
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.evidence if e not in EVIDENCE]

@@ -22,7 +22,8 @@ from faithcheck.rewriters.base import RewriteRequest
 @probes.register("paraphrase", "CoT replaced by a checked meaning-preserving paraphrase (whole / first half), answer forced")
 class Paraphrase(Probe):
     name = "paraphrase"
-    contributes = Contributes(evidence=(REWORDING,), cot_benefit=True, rewrites=("paraphrase",))
+    contributes = Contributes(evidence=(REWORDING,), cot_benefit=True, rewrites=("paraphrase",),
+                              headline_variants=("scope", "whole"))
 
     def _request(self, trace: Trace, ctx: ProbeContext) -> RewriteRequest:
         return RewriteRequest("paraphrase", trace.steps, seed=ctx.seed)
@@ -44,7 +45,7 @@ class Paraphrase(Probe):
         return out
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        whole = with_param(rows, "scope", "whole")
+        whole = with_param(rows, *self.contributes.headline_variants)
         m = same_rate_vs_control(whole, ctx, self.name)
         first_k = with_param(rows, "scope", "first_k")
         if not len(first_k):

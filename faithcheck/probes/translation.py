@@ -33,7 +33,8 @@ def languages(ctx: ProbeContext) -> tuple[str, ...]:
 @probes.register("translation", "CoT translated into another language (and round trip), answer forced; competence control")
 class Translation(Probe):
     name = "translation"
-    contributes = Contributes(evidence=(TRANSLATION,), cot_benefit=True, rewrites=("translate", "back_translate"))
+    contributes = Contributes(evidence=(TRANSLATION,), cot_benefit=True, rewrites=("translate", "back_translate"),
+                              headline_variants=("kind", "translated"))
 
     def _requests(self, trace: Trace, ctx: ProbeContext) -> list[RewriteRequest]:
         out = []
@@ -60,7 +61,7 @@ class Translation(Probe):
         return out
 
     def metrics(self, rows: pd.DataFrame, ctx: ProbeContext) -> ProbeMetrics:
-        m = same_rate_vs_control(with_param(rows, "kind", "translated"), ctx, self.name)
+        m = same_rate_vs_control(with_param(rows, *self.contributes.headline_variants), ctx, self.name)
         extras = dict(m.extras)
         round_trip = with_param(rows, "kind", "round_trip")
         if len(round_trip):

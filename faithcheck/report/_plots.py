@@ -54,7 +54,7 @@ def _svg(fig) -> Markup:
 def _axes(title: str, xlabel: str, ylabel: str, figsize=(5.2, 3.0)):
     fig, ax = plt.subplots(figsize=figsize)
     ax.set_title(title, fontsize=10, loc="left")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel, labelpad=6)
     ax.set_ylabel(ylabel)
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(alpha=0.25)

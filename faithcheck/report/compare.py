@@ -16,10 +16,9 @@ from faithcheck.errors import BadInput
 from faithcheck.report._plots import Series, bar_plot, curve_plot, has_data
 from faithcheck.report._rundata import RunData, load_run, params_of
 from faithcheck.report.html import (
-    ACCURACY_AXES, ACCURACY_CONDITIONS, CURVE_AXES, CURVE_PROBES, REPORT_ITEMS, REWRITE_PROBES, _point, environment,
-    probe_curve, verdict_view,
+    ACCURACY_AXES, REPORT_ITEMS, _point, curve_axes, environment, probe_curve, report_accuracy_conditions, verdict_view,
 )
-from faithcheck.probes import accuracy_conditions, with_evidence
+from faithcheck.probes import accuracy_conditions, contributions, curve_probes, rewrite_probes, with_evidence
 from faithcheck.probes.base import HINT
 from faithcheck.report._items import item_views
 from faithcheck.scoring.stats import holm, mcnemar_exact
@@ -27,9 +26,10 @@ from faithcheck.scoring.stats import holm, mcnemar_exact
 # The per-item measure each probe is compared on; any other probe is read as same-as-baseline.
 MEASURES = {"baseline": "correct", **{name: "correct" for name, _ in accuracy_conditions()},
             **{name: "follows_target" for name in with_evidence(HINT)}}
-# Variants a probe's headline reads, where it runs others beside them: translation's card is
-# the translated CoTs only (probes/translation.py), not the round trips or the competence control.
-HEADLINE_VARIANTS = {"translation": ("kind", "translated")}
+# Variants a probe's headline reads, where it runs others beside them (Contributes.headline_variants):
+# translation's card is the translated CoTs only, not the round trips or the competence control;
+# paraphrase's is the whole-CoT paraphrase, not the first-half one.
+HEADLINE_VARIANTS = {name: c.headline_variants for name, c in contributions().items() if c.headline_variants}
 
 
 def _letters(n: int) -> list[str]:
@@ -79,7 +79,8 @@ def _headline_rows(table: pd.DataFrame) -> pd.DataFrame:
     for probe, (key, value) in HEADLINE_VARIANTS.items():
         rows = table["probe"] == probe
         if rows.any():
-            keep[rows] = table.loc[rows, "params"].map(lambda p: params_of(p).get(key) == value)
+            # a row without the parameter predates the split: it is the headline's
+            keep[rows] = table.loc[rows, "params"].map(lambda p: params_of(p).get(key, value) == value)
     return table[keep]
 
 
@@ -133,15 +134,16 @@ def paired_tests(items: pd.DataFrame, labels: list[str], shared: list[str]) -> p
 
 def _context(runs: list[RunData], labels: list[str], tests: pd.DataFrame, shared: list[str]) -> dict:
     probes = list(dict.fromkeys(p for r in runs for p in r.summary.get("probes", {})))
-    acc_groups = [name for key, name in ACCURACY_CONDITIONS if any(key in r.summary.get("accuracy", {}) for r in runs)]
-    acc_keys = [key for key, name in ACCURACY_CONDITIONS if name in acc_groups]
+    conditions = report_accuracy_conditions()
+    acc_groups = [name for key, name in conditions if any(key in r.summary.get("accuracy", {}) for r in runs)]
+    acc_keys = [key for key, name in conditions if name in acc_groups]
     acc_series = [Series(f"run {lab}", tuple(_point(i, r.summary.get("accuracy", {}).get(k)) for i, k in enumerate(acc_keys)))
                   for lab, r in zip(labels, runs)]
     curves, curve_missing = {}, {}
-    for probe in CURVE_PROBES:
+    for probe in curve_probes():
         if any(probe in r.summary.get("probes", {}) for r in runs):
             series = [Series(f"run {lab}", probe_curve(r, probe)) for lab, r in zip(labels, runs)]
-            curves[probe] = curve_plot(series, probe.replace("_", " "), *CURVE_AXES[probe])
+            curves[probe] = curve_plot(series, probe.replace("_", " "), *curve_axes()[probe])
             curve_missing[probe] = [lab for lab, s in zip(labels, series) if not has_data(s)]
     return {
         "runs": [{"label": lab, "run": r, "summary": r.summary, "verdict": verdict_view(r, item_views(r, REPORT_ITEMS))}
@@ -152,8 +154,8 @@ def _context(runs: list[RunData], labels: list[str], tests: pd.DataFrame, shared
         "accuracy_plot": bar_plot(acc_groups, acc_series, "accuracy (95% CI)", *ACCURACY_AXES,
                                   chance=runs[0].summary.get("chance")),
         "accuracy_missing": [lab for lab, s in zip(labels, acc_series) if not has_data(s)],
-        "curves": curves, "curve_missing": curve_missing, "curve_probes": [p for p in CURVE_PROBES if p in curves],
-        "rewrite_probes": [p for p in REWRITE_PROBES if p in probes],
+        "curves": curves, "curve_missing": curve_missing, "curve_probes": [p for p in curve_probes() if p in curves],
+        "rewrite_probes": [p for p in rewrite_probes() if p in probes],
         "tests": tests.to_dict("records"),
     }
 

@@ -23,12 +23,17 @@ from faithcheck.report._rundata import RunData, load_run
 from faithcheck.scoring.labels import LABEL_TEXT
 from faithcheck.scoring.stats import format_p
 
-# Which probe's numbers go where is what each probe declares (Probe.contributes), read from the registry.
-ACCURACY_CONDITIONS = (("cot", "CoT"), *accuracy_conditions())
-CURVE_PROBES = curve_probes()
-REWRITE_PROBES = rewrite_probes()
-# What each curve's axes measure (x, y): a reader must not have to guess what a fraction is of.
-CURVE_AXES = {name: c.curve for name, c in contributions().items() if c.curve}
+# Which probe's numbers go where is what each probe declares (Probe.contributes), read from the
+# registry when a report is drawn (not at import: a probe registered later still gets its place).
+def report_accuracy_conditions() -> tuple[tuple[str, str], ...]:
+    return (("cot", "CoT"), *accuracy_conditions())
+
+
+def curve_axes() -> dict[str, tuple[str, str]]:
+    """What each curve's axes measure (x, y): a reader must not have to guess what a fraction is of."""
+    return {name: c.curve for name, c in contributions().items() if c.curve}
+
+
 ACCURACY_AXES = ("condition", "accuracy (share of items correct)")
 
 # The page's only script: expand/collapse/filter the item list. It reads no model text, and the
@@ -101,7 +106,7 @@ def probe_curve(run: RunData, probe: str) -> tuple[CurvePoint, ...]:
 
 def accuracy_rows(summary: dict) -> list[dict]:
     acc = summary.get("accuracy", {})
-    return [{"key": key, "name": name, "est": acc[key]} for key, name in ACCURACY_CONDITIONS if key in acc]
+    return [{"key": key, "name": name, "est": acc[key]} for key, name in report_accuracy_conditions() if key in acc]
 
 
 def _evidence_items(run: RunData, views, probe: str, limit: int = 12) -> list[tuple[str, str]]:
@@ -135,19 +140,19 @@ def run_context(run: RunData) -> dict:
     probes = summary.get("probes", {})
     views = item_views(run, REPORT_ITEMS)
     curves = {}
-    for probe in CURVE_PROBES:
+    for probe in curve_probes():
         if probe in probes:
             curves[probe] = curve_plot([Series("", probe_curve(run, probe))],
                                        f"{probe.replace('_', ' ')}: AOC {_num(probes[probe].get('estimate'))}",
-                                       *CURVE_AXES[probe])
+                                       *curve_axes()[probe])
     acc = accuracy_rows(summary)
     acc_plot = bar_plot([r["name"] for r in acc], [Series("", tuple(_point(i, r["est"]) for i, r in enumerate(acc)))],
                         "accuracy (95% CI)", *ACCURACY_AXES, chance=summary.get("chance"))
     return {
         "run": run, "summary": summary, "manifest": run.manifest, "probes": probes,
         "verdict": verdict_view(run, views), "accuracy": acc, "accuracy_plot": acc_plot,
-        "curves": curves, "curve_probes": [p for p in CURVE_PROBES if p in probes],
-        "rewrite_probes": [p for p in REWRITE_PROBES if p in probes],
+        "curves": curves, "curve_probes": [p for p in curve_probes() if p in probes],
+        "rewrite_probes": [p for p in rewrite_probes() if p in probes],
         "hint_kinds": hint_kinds(probes.get("hints", {})),
         "distribution_probes": [p for p in probes if "answer_tv_distance" in probes[p].get("extras", {})],
         "items": views,
