@@ -9,6 +9,7 @@ failed batch is retried one request at a time so one bad request fails only itse
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from faithcheck.backends._hf_passes import ModelPasses
@@ -51,11 +52,13 @@ class Generator:
         self.batch_size, self.max_positions, self.pack_tokens, self.tree = batch_size, max_positions, pack_tokens, tree
         self.counters = passes.counters
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+    def generate(self, requests: list[GenerationRequest], emit: Callable | None = None) -> list[Completion]:
         """Group by settings, sort by length, batch, restore request order (lm-eval's Collator).
 
         A request's token budget is capped by the model's context; the capped budget is part
-        of the group key, so a request decodes the same whatever it is batched with."""
+        of the group key, so a request decodes the same whatever it is batched with. `emit`
+        gets each batch's (index, completion) pairs as soon as the batch is decoded, so the
+        engine can save them before the next batch runs."""
         results: list[Completion | None] = [None] * len(requests)
         texts = [self.text.render(r.prompt, r.prefill) for r in requests]
         rows = [self.text.encode(t) for t in texts]
@@ -73,20 +76,26 @@ class Generator:
                 groups.setdefault((budget, req.stop), []).append(i)
         for key, idxs in groups.items():
             self.counters["naive_tokens"] += sum(len(rows[i]) for i in idxs)
-            if self.tree is not None and key[1] != "sampled" and self._generate_tree(requests, texts, rows, idxs, key[0], results):
+            if self.tree is not None and key[1] != "sampled" and self._generate_tree(requests, texts, rows, idxs, key[0],
+                                                                                    results, emit):
                 continue
             idxs.sort(key=lambda i: -len(rows[i]))
             size = self.batch_size
             for chunk in (idxs[k:k + size] for k in range(0, len(idxs), size)):
                 for i, c in zip(chunk, self._generate_safely(requests, texts, rows, chunk, key[0])):
                     results[i] = c
+                if emit is not None:
+                    emit([(i, results[i]) for i in chunk])
         assert all(r is not None for r in results)
+        if emit is not None:  # those answered without a batch (no budget, no room): a repeat is ignored
+            grouped = {i for idxs in groups.values() for i in idxs}
+            emit([(i, r) for i, r in enumerate(results) if i not in grouped])
         for r in results:
             self.counters["naive_tokens"] += r.n_generated_tokens  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
 
     def _generate_tree(self, requests: list[GenerationRequest], texts: list[str], rows: list[list[int]],
-                       idxs: list[int], budget: int, results: list[Completion | None]) -> bool:
+                       idxs: list[int], budget: int, results: list[Completion | None], emit: Callable | None = None) -> bool:
         """Greedy requests of one group along their prefix tree; False (nothing done) when the
         tree fails, so the caller falls back to plain batches."""
 
@@ -99,6 +108,8 @@ class Generator:
                                            [rows[i] for i in chunk], budget, cache)
             for i, c in zip(chunk, done):
                 results[i] = c
+            if emit is not None:
+                emit([(i, results[i]) for i in chunk])
 
         try:
             self.tree.run([rows[i] for i in idxs], self.pack_tokens, self.batch_size, decode)  # type: ignore[union-attr]

@@ -4,9 +4,9 @@
 
 Appends one JSON line per event to LOG: "sent" (requests handed to the backend),
 "answered" (calls the backend handed back answered, before the engine saves them) and
-"saved" (after the engine returned from saving them). Only backends that use the base
-class's `generate_stream` (local ones: hf, organism) are logged here; server calls are
-logged by the test's server.
+"saved" (after the engine returned from saving them). Local backends (the base class's
+`generate_stream`, and hf/organism's, which hands over each decoded batch) are logged here;
+server calls are logged by the test's server.
 """
 
 from __future__ import annotations
@@ -16,28 +16,32 @@ import sys
 import time
 
 import faithcheck.backends.base as base
+import faithcheck.backends.hf as hf
 
 _log = open(sys.argv[1], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-_original = base.Backend.generate_stream
 
 
 def _write(event: str, keys: list[str]) -> None:
     _log.write(json.dumps({"event": event, "t": time.time(), "keys": keys}) + "\n")
 
 
-def _logged(self, requests, emit):
-    _write("sent", [r.key() for r in requests])
+def _logging(original):
+    def logged(self, requests, emit):
+        _write("sent", [r.key() for r in requests])
 
-    def logged_emit(pairs):
-        keys = [requests[i].key() for i, c in pairs if c.error is None]
-        _write("answered", keys)
-        emit(pairs)
-        _write("saved", keys)
+        def logged_emit(pairs):
+            keys = [requests[i].key() for i, c in pairs if c.error is None]
+            _write("answered", keys)
+            emit(pairs)
+            _write("saved", keys)
 
-    return _original(self, requests, logged_emit)
+        return original(self, requests, logged_emit)
+
+    return logged
 
 
-base.Backend.generate_stream = _logged
+for cls in (base.Backend, hf.HFBackend):
+    cls.generate_stream = _logging(cls.generate_stream)
 
 if __name__ == "__main__":
     from faithcheck.cli import main
