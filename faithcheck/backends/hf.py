@@ -125,6 +125,9 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
     path = Path(target).expanduser()
     if not path.exists() and _looks_like_path(target):
         raise BadInput(f"model 'hf:{target}': no such file or directory")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise BadInput(f"model 'hf:{target}': {path} is a directory without config.json, not a transformers "
+                       "model directory (give the directory holding config.json and the weights, or a .gguf file)")
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     source = str(path) if path.exists() else target
     dtype: Any = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
@@ -136,23 +139,23 @@ def _load(target: str, config: HFConfig) -> tuple[Any, Any, str]:
             raise MissingExtra(f"model 'hf:{target}': loading GGUF needs {e.name}: pip install faithcheck[gguf]") from None
         source, kwargs["gguf_file"] = str(path.parent), path.name
         dtype = torch.float32 if config.dtype == "auto" else dtype
-    try:
-        with _gguf_parsed_once() if "gguf_file" in kwargs else nullcontext():
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         dequantized = _gguf_cache.dequantized_dir(weights_fingerprint(path))
         if _gguf_cache.ready(dequantized):  # de-quantised once already: read the safetensors copy
             source = str(dequantized)
             del kwargs["gguf_file"]
+    try:
+        with _gguf_parsed_once() if "gguf_file" in kwargs else nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model_kwargs = kwargs if "gguf_file" in kwargs else {**kwargs, "use_safetensors": True}
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **model_kwargs)
     except (OSError, ValueError, KeyError) as e:
         why = f"{e} (faithcheck loads safetensors or GGUF weights only, never pickles)"
         raise BadInput(f"model 'hf:{target}': transformers cannot load it: {why}") from None
+    if "gguf_file" in kwargs and config.dtype in ("auto", "float32"):  # the copy holds float32 weights only
+        _gguf_cache.save(model, tokenizer, dequantized)
     model.to(config.device).eval()
     if path.exists():
         fingerprint = f"hf:{path.resolve()}:{weights_fingerprint(path)}"
-    if "gguf_file" in kwargs and config.dtype in ("auto", "float32"):  # the copy holds float32 weights only
-        _gguf_cache.save(model, tokenizer, dequantized)
     else:
         fingerprint = f"hf:{target}:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     return model, tokenizer, fingerprint
@@ -250,6 +253,10 @@ class HFBackend(Backend):
 
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         return self.generator.generate(requests)
+
+    def generate_stream(self, requests: list[GenerationRequest], emit: Any) -> None:
+        """Each decoded batch goes to `emit` as it finishes: the engine saves it before the next runs."""
+        self.generator.generate(requests, emit)
 
     def loglikelihood(self, requests: list[ScoreRequest]) -> list[float]:
         return self.scorer.loglikelihood(requests)
