@@ -88,7 +88,7 @@ def test_audit_writes_the_run_directory_and_resumes_from_the_cache(tmp_path):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert summary["schema_version"] == 1 and summary["verdict"]["label"] == "load_bearing"
+    assert summary["schema_version"] == 2 and summary["verdict"]["label"] == "load_bearing"
     outcomes = pd.read_parquet(out / "outcomes.parquet")
     csv = pd.read_csv(out / "outcomes.csv")
     assert len(outcomes) == len(csv) > 0

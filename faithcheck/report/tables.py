@@ -22,7 +22,7 @@ import pandas as pd
 from faithcheck.paths import REPO_ROOT
 from faithcheck.records import canonical_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: curve points per measured fraction, outcome counts, notes, degenerate flags, test names, full-precision p
 JSON_COLUMNS = ("params", "checks")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CHECKED_FILES = ("outcomes.parquet", "outcomes.csv", "traces.jsonl", "summary.json")
