@@ -10,19 +10,29 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 from fault_proxy import FaultProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from test_kill_resume import _assert_nothing_repeated, _fresh, _signals, http_trial  # noqa: E402
 
-ARGS = ["--task", "modular", "--n", "4", "--probes", "no_cot", "--quiet",
+ARGS = ["--task", "modular", "--n", "3", "--probes", "no_cot", "--quiet",
         "--model-arg", "endpoint=completions", "--model-arg", "concurrency=1"]
 
 
-def test_llama_server_audit_killed_at_random_moments_repeats_no_answered_call(llama_server, tmp_path):
-    rng = random.Random(3)
-    with FaultProxy(llama_server.root) as proxy:
+def _trials(server, tmp_path, n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    with FaultProxy(server.root) as proxy:
         model = f"openai:gemma@{proxy.url}"
-        results = [http_trial(proxy, model, _fresh(tmp_path, i), rng, sig, ARGS, wait=3.0)
-                   for i, sig in enumerate(_signals(3))]
-    _assert_nothing_repeated(results)
+        return [http_trial(proxy, model, _fresh(tmp_path, i), rng, sig, ARGS, wait=3.0)
+                for i, sig in enumerate(_signals(n))]
+
+
+def test_llama_server_audit_killed_at_random_moments_repeats_no_answered_call(llama_server, tmp_path):
+    _assert_nothing_repeated(_trials(llama_server, tmp_path, 2, seed=3))
+
+
+@pytest.mark.slow
+def test_llama_server_kill_and_resume_more_trials(llama_server, tmp_path):
+    _assert_nothing_repeated(_trials(llama_server, tmp_path, 8, seed=4))
