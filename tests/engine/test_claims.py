@@ -80,7 +80,7 @@ def test_two_identical_organism_audits_started_together_share_the_work(organism_
     """Two `faithcheck audit` processes on one cache make, between them, exactly the calls one
     audit alone makes, and write the same numbers."""
     organism_path("faithful")
-    args = ["audit", "organism:faithful", "--n", "20", "--probes", "early_answering,no_cot", "--quiet"]
+    args = ["audit", "organism:faithful", "--n", "12", "--probes", "early_answering,no_cot", "--quiet"]
     solo = subprocess.run([sys.executable, "-m", "faithcheck.cli", *args, "--cache", str(tmp_path / "solo.sqlite"),
                            "--out", str(tmp_path / "solo")], capture_output=True, text=True, timeout=600)
     assert solo.returncode == 0, solo.stderr
