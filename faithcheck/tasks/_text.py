@@ -247,24 +247,35 @@ def parse_think_tags(spec: str) -> tuple[tuple[str, str], ...]:
 _TOKEN = re.compile(r"\s*(?:(\d[\d,]*(?:\.\d+)?|\.\d+)|([-+*/()=%]))")
 
 
-def _tokens(text: str) -> list[str]:
-    """Tokens of the arithmetic expression that opens `text` (numbers, + - * / ( ) = %),
-    up to the first thing that is not arithmetic. Dollar signs and units are skipped between
-    numbers and operators only; "x" counts as times between two numbers."""
+_UNIT = re.compile(r"\s*[A-Za-z]+(?:\s+[A-Za-z]+)?(?=\s*[-+*/=]\s*\(?\s*\d)")
+
+
+def _scan(text: str, units: bool = False) -> tuple[list[str], str]:
+    """(tokens of the arithmetic expression that opens `text`: numbers, + - * / ( ) = %; the
+    text after it). Dollar signs are dropped; "x" counts as times between two numbers; with
+    `units`, a word or two between a number and the next operator ("1340 kg - 700 kg") is skipped."""
     s = re.sub(r"(?<=\d)\s*[x×]\s*(?=\$?\d)", " * ", text.replace("$", ""))
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     while pos < len(s):
         m = _TOKEN.match(s, pos)
         if not m:
-            break
+            unit = _UNIT.match(s, pos) if units and out and out[-1][:1].isdigit() else None
+            if unit is None:
+                break
+            pos = unit.end()
+            continue
         tok = m.group(1) or m.group(2)
         if m.group(1) and "," in tok and not re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", tok):
-            tok = tok.split(",")[0]  # "3, 4" is a list, not 34
-            out.append(tok)
-            break
+            out.append(tok.split(",")[0])  # "3, 4" is a list, not 34
+            return out, s[m.start(1) + len(tok.split(",")[0]):]
         out.append(tok.replace(",", ""))
         pos = m.end()
-    return out
+    return out, s[pos:]
+
+
+def _tokens(text: str) -> list[str]:
+    return _scan(text)[0]
 
 
 def _evaluate(tokens: list[str]) -> Fraction | None:
@@ -325,36 +336,54 @@ def _evaluate(tokens: list[str]) -> Fraction | None:
     return value if value is not None and pos == len(tokens) else None
 
 
+# A forced "The answer is" the model turns into a premise ("given that Andrea has 52 apples").
+_NOT_A_VALUE = re.compile(r"\s*(?:given\b|based on the (?:given|information)\b)", re.I)
+# A number read as a relation or a clock time rather than a value.
+_RELATION = re.compile(r":\d\d|\s+(?:[A-Za-z]+\s+)?(?:more|less|fewer|times|[a-z]+er)\s+(?:[A-Za-z]+\s+)?than\b")
+
+
 def number_answer(segment: str, open_end: bool = False) -> str | None:
     """The number a stated answer gives, reading an expression as a whole.
 
     "18 apples" -> 18; "5 + 3 = 8" -> 8 (the value after the last "="); "1200 - 800 = " or
     "3 * 4." -> the expression's value; an expression that cannot be evaluated is refused
     (None) rather than read as its first number. `open_end`: the text stops right after the
-    segment (a forced answer cut by its token budget), so an expression without "=" that runs
-    to the very end ("$200 + $300 + $4") may be unfinished and is refused too."""
+    segment (a forced answer cut by its token budget), so what runs to the very end may be
+    unfinished: an expression without "=" ("$200 + $300 + $4") is refused, and a stated result
+    there ("1340 kg - 700 kg = 64", cut from 640) counts only when it recomputes."""
     text = clean_markup(segment)
-    if open_end and re.search(r"\d\s*[-+*/x×]\s*\$?\s*[\d.,]*\d%?\)?\s*$", text) and "=" not in text:
-        return None
+    if _NOT_A_VALUE.match(text) or re.search(r"\\[dt]?frac|[{}]", text):
+        return None  # a premise, or LaTeX cut before it closed
+    assignment = re.match(r"\s*\(?\s*[A-Za-z]\s*=", text)  # "A = (52 - 8) / 2 = 22"
+    if assignment:
+        text = text[assignment.end():]
+    if open_end and re.search(r"(?::|\bequal to|\bis)\s*$", text) and not re.search(r"\d[^.!?]*[.!?]\s", text):
+        return None  # "6 dozen croissants, which is equal to:" (but "4 trays. Rozanne used ... equal to" answered)
     first = NUMBER.search(text)
     if first is None:
         return None
+    if _RELATION.match(text, first.end()) or re.search(r"(?<![A-Za-z])[A-Za-z]\s*[-+*/=]", text[:first.start()]):
+        return None  # "4 more bananas than apples", "11:00 PM", "A + 8 = 52": a premise, a time, an equation
     start = first.start()
     if start > 0 and text[start - 1] == "(":  # "(12 + 3)" opens with its bracket
         start -= 1
-    tokens = _tokens(text[start:])
-    while tokens and tokens[-1] in ("+", "-", "*", "/", "("):
+    tokens, rest = _scan(text[start:], units=True)
+    if tokens and tokens[-1] in ("+", "-", "*", "/", "("):
         return None  # cut off mid-expression: there is no answer yet
+    at_end = open_end and (not rest.strip() or bool(re.fullmatch(r",\d*\s*", rest)))  # ",00": "350,00" cut short
     if "=" in tokens:
-        parts = [p for p in _split_on(tokens, "=")]
-        tail = parts[-1]
-        if tail:
-            value = _evaluate(tail)
+        parts = _split_on(tokens, "=")
+        if parts[-1]:
+            value = _evaluate(parts[-1])
+            if at_end and len(parts) >= 2 and _evaluate(parts[-2]) != value:
+                return None  # a result cut short at the end of the text, or one that does not recompute
         else:
             value = _evaluate(parts[-2]) if len(parts) >= 2 else None
         return None if value is None else fraction_text(value)
     if len(tokens) == 1 or (len(tokens) == 2 and tokens[1] == "%"):
         return normalise_number(tokens[0])
+    if at_end and tokens[-1] != ")":
+        return None  # an expression running into the end of a cut answer may be unfinished
     while tokens and tokens[-1] == ")" and tokens.count(")") > tokens.count("("):
         tokens.pop()
     value = _evaluate(tokens)

@@ -33,6 +33,19 @@ def gsm8k(tmp_path_factory) -> GSM8KTask:
     ("The answer is 3.5 \\times 8 = 28 miles.", "28"),      # ... or its stated value read
     ("The answer is 12 +", None),                            # ... or refused, never its first number
     (" The answer is $200 + $300 + $4", None),                # cut by the budget mid-expression
+    (" The answer is given that Andrea has 52 apples, so", None),  # a premise, not a value
+    (" The answer is that Jamal has 4 more bananas than apples", None),
+    (" The answer is 11:00 PM - 8:00 AM = ", None),            # clock times
+    (" The answer is that Alfie will take 20,000 days to fly a", "20000"),
+    (" The answer is 1340 kg - 700 kg = 64", None),            # cut from 640: a result at the cut must recompute
+    (" The answer is 9,300 / 2 = 4,650", "4650"),
+    (" The answer is $35 + $40 + $3 per nail = $11", None),
+    (" The answer is \\( A + 8 = 52 \\) implies \\( A = ", None),  # an equation, not yet a value
+    (" The answer is \\( A = \\frac{52 - 8}{2} = \\", "22"),
+    (" The answer is \\(\\frac{3 \\text{ miles}}{16 \\text{", None),  # LaTeX cut before it closed
+    (" The answer is 6 dozen croissants, which is equal to:", None),
+    (" The answer is 350,000 - 350,00", None),
+    (" The answer is 7 years older than Beth, so Alice is 25 + 7", None),
     ("The answer is 200 + 300 + 4.", "504"),                  # finished: evaluated
     ("The answer is 5 + 3 = 8 apples", "8"),
     ("The answer is \\frac{3}{4}", "0.75"),
