@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 ROW_KEY = ["item_id", "probe", "params", "sample"]
+TOLERANCE = 1e-6  # summaries before 2026-12 rounded estimates to 6 decimals
 ROW_COLUMNS = ["baseline_answer", "answer", "same_as_baseline", "valid", "failed_call", "target", "follows_target"]
 
 
@@ -72,7 +73,7 @@ def compare_summaries(a: Path, b: Path) -> list[str]:
         x, y = _norm(pa.get(key)), _norm(pb.get(key))
         if key not in pa or key not in pb:
             out.append(f"{key}: only in {'after' if key in pb else 'before'}")
-        elif (x is None) != (y is None) or (x is not None and abs(x - y) > 1e-9):
+        elif (x is None) != (y is None) or (x is not None and abs(x - y) > TOLERANCE):
             out.append(f"{key}: {x} -> {y}")
     return out
 
