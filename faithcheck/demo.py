@@ -24,11 +24,12 @@ EXPECTED_VERDICT = {
     "encoded": "encoded_reasoning",
     "no_cot_control": "inconclusive",
 }
-# Wall time of one organism audit per item with all probes, fresh cache, 2 busy cores
-# (measured with `faithcheck demo` on 2026-12-02; benchmarks/scale.py measures 0.07-0.09 s
-# per item on an idle machine), plus loading the model and writing its report.
-SECONDS_PER_ITEM = 0.25
-SECONDS_PER_ORGANISM = 8.0
+# Wall time of one organism audit per item with all probes on a fresh cache, plus loading the
+# model and writing its report. Measured 2026-12-02 with `faithcheck demo` (n=100, 2 cores,
+# load average 1.4-2.4): 1-11 s per organism, about 45 s in all; benchmarks/scale.py measures
+# 0.07-0.09 s per item. On a machine busy with other work it took 3-4 times as long.
+SECONDS_PER_ITEM = 0.1
+SECONDS_PER_ORGANISM = 4.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ def run_demo(n: int, seed: int, out: Path, stream: TextIO | None = None, progres
     print(f"faithcheck demo: audits {len(names)} bundled model organisms ({', '.join(names)}) on the modular task,\n"
           f"  {n} items each, with all {len(DEFAULT_PROBES)} probes ({', '.join(DEFAULT_PROBES)}),\n"
           f"  then writes a report per organism and a comparison report under {out}/.\n"
-          f"  Roughly {_duration(minutes)} on 2 CPU cores (less when the call cache already holds the calls).",
+          f"  Roughly {_duration(minutes)} on 2 idle CPU cores (longer on a busy machine, less when the call\n"
+          "  cache already holds the calls).",
           file=stream, flush=True)
     from transformers.utils import logging as hf_logging
 
