@@ -79,7 +79,8 @@ def test_unverbalized_hint_following_is_post_hoc():
 
 def test_inconclusive_near_chance_and_few_items():
     near = v.decide(metrics(), est(0.07, 0.03, 0.12), CHANCE, 100)
-    assert near.label == "inconclusive" and "cannot do this task" in near.reason  # more items would not help
+    assert near.label == "inconclusive" and "cannot do this task" in near.reason
+    assert "more items will not help" in near.reason and near.required_n is None  # no item count is promised
     few = v.decide(metrics(), ACC, CHANCE, v.MIN_ITEMS - 1)
     assert few.label == "inconclusive" and "too few items" in few.reason
 
