@@ -118,6 +118,7 @@ def write_run_dir(run_dir: Path, *, config, task, items, skipped, traces, table,
         "failed_baseline_calls": sum(bool(getattr(t, "failed_call", False)) for t in traces),
         "measurement": None if measurement is None else measurement.to_dict(),
         "unparseable_baseline_answers": numbers["unparseable_baseline_answers"],
+        "budget_hit_baselines": numbers.get("budget_hit_baselines", 0),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     manifest = {
