@@ -17,6 +17,7 @@ from fault_proxy import FaultProxy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from test_kill_resume import _assert_nothing_repeated, _fresh, _signals, http_trial  # noqa: E402
 
+LLAMA_CALLS = 6  # 3 baselines and 3 no-CoT answers at least
 ARGS = ["--task", "modular", "--n", "3", "--probes", "no_cot", "--quiet",
         "--model-arg", "endpoint=completions", "--model-arg", "concurrency=1"]
 
@@ -25,7 +26,7 @@ def _trials(server, tmp_path, n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     with FaultProxy(server.root) as proxy:
         model = f"openai:gemma@{proxy.url}"
-        return [http_trial(proxy, model, _fresh(tmp_path, i), rng, sig, ARGS, wait=3.0)
+        return [http_trial(proxy, model, _fresh(tmp_path, i), rng, sig, ARGS, calls=LLAMA_CALLS)
                 for i, sig in enumerate(_signals(n))]
 
 

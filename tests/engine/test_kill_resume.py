@@ -34,6 +34,7 @@ DRIVER = Path(__file__).with_name("audit_driver.py")
 HTTP_ARGS = ["--task", "modular", "--n", "10", "--probes", "early_answering,no_cot", "--quiet",
              "--model-arg", "endpoint=completions", "--model-arg", "concurrency=1"]
 ORGANISM_ARGS = ["--task", "modular", "--n", "24", "--probes", "early_answering,no_cot", "--quiet"]
+HTTP_CALLS, ORGANISM_BATCHES = 30, 7  # what one audit above makes: calls (HTTP), batches handed over (organism)
 
 
 def _cli(*args: str, log: Path | None = None) -> list[str]:
@@ -74,16 +75,18 @@ def _calls(log: list[tuple[float, str, str]]) -> list[str]:
 
 
 def http_trial(server, model: str, tmp: Path, rng: random.Random, sig: int, args: list[str] = HTTP_ARGS,
-               wait: float = 1.2) -> dict:
+               calls: int = HTTP_CALLS) -> dict:
     """`server` logs `received` and `answered` (time, path, key) lists: FakeOpenAI, or a
-    FaultProxy in front of a real server."""
+    FaultProxy in front of a real server. The kill comes after a random number of the
+    audit's `calls` were answered, a random fraction of a call later."""
     db, out = tmp / "c.sqlite", tmp / "run"
     first_rx, first_ans = len(server.received), len(server.answered)
     proc = subprocess.Popen(_cli("audit", model, *args, "--cache", str(db), "--out", str(out)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while len(server.answered) == first_ans and proc.poll() is None:
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, wait))
+    target = first_ans + rng.randint(1, calls - 2)
+    while len(server.answered) < target and proc.poll() is None:
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0.0, 0.03))
     code, err, killed_at = _kill(proc, sig)
     _check_interrupt_message(code, err, db)
     received = _calls(server.received[first_rx:])
@@ -106,9 +109,10 @@ def organism_trial(tmp: Path, rng: random.Random, sig: int) -> dict:
     db, out, log = tmp / "c.sqlite", tmp / "run", tmp / "calls.log"
     args = ("audit", "organism:faithful", *ORGANISM_ARGS, "--cache", str(db), "--out", str(out))
     proc = subprocess.Popen(_cli(*args, log=log), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and not (log.exists() and '"saved"' in log.read_text()):
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 4.0))
+    target = rng.randint(1, ORGANISM_BATCHES - 1)  # kill after this many batches were saved
+    while proc.poll() is None and not (log.exists() and log.read_text().count('"saved"') >= target):
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.3))
     code, err, _ = _kill(proc, sig)
     _check_interrupt_message(code, err, db)
     events = [json.loads(line) for line in log.read_text().splitlines()]
