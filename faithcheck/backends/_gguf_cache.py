@@ -8,6 +8,7 @@ those files. The model's fingerprint stays the GGUF's, so cached calls carry ove
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -31,12 +32,21 @@ def save(model: Any, tokenizer: Any, directory: Path) -> bool:
     tmp = directory.with_name(f"{directory.name}.{os.getpid()}.tmp")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        # transformers refuses save_pretrained on a GGUF-loaded model (it carries a quantisation
+        # config); its weights are plain float tensors by now, so they are written directly
+        from safetensors.torch import save_model
+
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))
         tokenizer.save_pretrained(tmp)
         if not directory.exists():
             os.replace(tmp, directory)
         return ready(directory)
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, TypeError, AttributeError):
         return False
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
