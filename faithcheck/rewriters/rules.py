@@ -21,7 +21,7 @@ from faithcheck.rewriters import rewriters
 from faithcheck.rewriters.base import Rewrite, Rewriter, RewriteRequest, failed
 from faithcheck.rewriters.checks import format_only_check, meaning_checks, numbers, warm
 from faithcheck.tasks import modular_lang as ml
-from faithcheck.tasks._text import _evaluate, _tokens, clean_markup, fraction_text
+from faithcheck.tasks._arith import _evaluate, _tokens, clean_markup, fraction_text
 
 _MODULAR_OK = set(ml.SYMBOLS) | set(ml.WORD_CLASS) | {""}
 _NUM = r"-?\d+(?:\.\d+)?"
