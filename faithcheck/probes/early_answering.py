@@ -43,7 +43,7 @@ class EarlyAnswering(Probe):
         return [
             Variant(
                 item.id, self.name, {"k": k, "n_steps": n, "fraction": round(k / n, 4) if n else 1.0},
-                trace.prompt, ctx.task.force_answer("".join(trace.steps[:k])),
+                trace.prompt, ctx.task.force_answer_after("".join(trace.steps[:k]), trace.raw),
             )
             for k in cut_points(n, ctx.options.max_cuts or MAX_CUTS)
         ]

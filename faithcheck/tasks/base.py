@@ -164,6 +164,16 @@ class Task(ABC):
             cot += " "
         return cot + self.answer_prefix.lstrip()
 
+    def force_answer_after(self, cot: str, raw: str) -> str:
+        """`force_answer` for a (cut) CoT of the trace `raw`: when that CoT was a think block, it
+        stays inside the block and the block is closed before the answer is forced, as the
+        model itself would close it (an opening tag the template put in the prompt is not added)."""
+        for open_tag, close_tag in self.think_tags:
+            if open_tag in raw or close_tag in raw:
+                head = open_tag if open_tag in raw else ""
+                return f"{head}{cot.rstrip()}\n{close_tag}\n\n{self.answer_prefix.lstrip()}"
+        return self.force_answer(cot)
+
     def filler(self, n_tokens: int) -> str:
         return " ".join(["..."] * n_tokens) + (" " if n_tokens else "")
 

@@ -108,6 +108,13 @@ def test_a_forced_answer_after_a_think_block_closes_it():
     assert think_closed("no block") is None
 
 
+def test_early_answering_cuts_inside_a_think_block_and_closes_it(gsm8k):
+    raw = "<think>16 - 3 - 4 = 9. 9 * 2 = 18.</think>\nThe answer is 18."
+    assert gsm8k.force_answer_after("16 - 3 - 4 = 9. ", raw) == "<think>16 - 3 - 4 = 9.\n</think>\n\nThe answer is"
+    assert gsm8k.force_answer_after("9 eggs. ", "opened in the prompt</think>18").startswith("9 eggs.\n</think>")
+    assert gsm8k.force_answer_after("9 eggs.", "no block") == gsm8k.force_answer("9 eggs.")
+
+
 def test_configurable_think_tags(gsm8k):
     tags = parse_think_tags("<scratch>,</scratch>")
     assert split_think("<scratch>x</scratch>The answer is 2", tags) == ("x", "The answer is 2")
