@@ -23,8 +23,12 @@ from faithcheck.records import TaskItem
 from faithcheck.rewriters.base import RewriteRequest
 from faithcheck.rewriters.rules import RuleRewriter, reformat
 from faithcheck.tasks import get_task
+from faithcheck.paths import shared_datasets
 from faithcheck.tasks.gsm8k import natural_steps
 from tests.fakes import ScriptedBackend
+
+needs_gsm8k = pytest.mark.skipif(not (shared_datasets() / "gsm8k" / "test.jsonl").is_file(),
+                                 reason=f"GSM8K data not found at {shared_datasets() / 'gsm8k'}")
 
 COT = (" Ann starts with 12 apples. She gives away 5, so 12 - 5 = 7 apples are left.\n"
        "Then she buys 9 more: 7 + 9 = 16 apples.")
@@ -68,6 +72,7 @@ def test_answer_candidates_skip_layout_numbers():
     assert answer_candidates("1. Ann has 3 apples.\n2. Bob has (B) 4.") == ["3", "B", "4"]
 
 
+@needs_gsm8k
 def test_question_key_ignores_cues_and_exemplars():
     task = get_task("gsm8k")
     item = TaskItem("q1", "Ann has 12 apples. How many are left?", "7")
@@ -96,6 +101,8 @@ def _inner_script(r):
 
 @pytest.fixture()
 def gsm8k():
+    if not (shared_datasets() / "gsm8k" / "test.jsonl").is_file():
+        pytest.skip(f"GSM8K data not found at {shared_datasets() / 'gsm8k'}")
     return get_task("gsm8k")
 
 
@@ -235,6 +242,7 @@ def test_audit_around_the_faithful_organism(fraction, faithful_path, tmp_path):
         assert result.verdict.label == "post_hoc_rationalization"
 
 
+@needs_gsm8k
 @pytest.mark.parametrize("kind, label", [("post_hoc", "post_hoc_rationalization"), ("encoded", "encoded_reasoning")])
 def test_audit_of_a_construction_gets_its_verdict(kind, label, tmp_path):
     """The whole audit on GSM8K around a scripted inner model that solves each item through its
