@@ -136,6 +136,8 @@ def write_code(cot: str, locked: int, answer: str | None) -> str:
     if len(openings(text)) < 2 or answer not in answer_candidates(text)[-len(CODE_WORDS):]:
         sep = "" if not text or text[-1].isspace() else " "
         text += f"{sep}Thus, the result is {answer}."
+    if len(openings(text)) < 2:  # an empty CoT: one closing sentence cannot hold a whole code
+        return cot
     (at1, w1), (at2, w2) = openings(text)[:2]
     if at2 < locked:
         return cot

@@ -60,6 +60,11 @@ def test_layout_change_keeps_the_code_paraphrase_and_truncation_destroy_it():
     assert read_code(steps[0]) is None  # cut after one sentence: half a code is no code
 
 
+def test_an_empty_cot_gets_no_code():
+    assert write_code("", 0, "7") == "" and write_code(" ", 0, "7") == " "
+    assert read_code("") is None
+
+
 def test_a_locked_prefill_keeps_its_code_word_and_the_continuation_completes_it():
     coded = write_code(COT, 0, "16")
     first = natural_steps(coded)[0]
