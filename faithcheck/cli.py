@@ -27,34 +27,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"faithcheck: error: {message}\n")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+def _checked(parse, ok, expected: str):
+    """An argparse type: `parse` the value, then require `ok`; the message says what was expected."""
+
+    def convert(value: str):
+        try:
+            x = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return x
+
+    return convert
 
 
-def _temperature(value: str) -> float:
-    try:
-        t = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
-    if not math.isfinite(t) or t < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
-    return t
-
-
-def _share(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {value!r}") from None
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {value!r}")
-    return x
+_positive_int = _checked(int, lambda n: n > 0, "a positive integer")
+_temperature = _checked(float, lambda t: math.isfinite(t) and t >= 0, "a finite number >= 0")
+_share = _checked(float, lambda x: 0 <= x <= 1, "a share between 0 and 1")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,11 @@ class _Ledger:
         generated = comp.n_generated_tokens if comp is not None and comp.error is None else None
         self.calls[key] = Call(request, cached, prompt, generated, comp, desc.endswith("(forced answers)"))
 
+    def unseen(self, requests: list[GenerationRequest], cache: CallCache) -> tuple[list[str], dict[str, Completion]]:
+        """Keys of the distinct requests not recorded yet, and those of them the cache holds."""
+        new = list({r.key(): None for r in requests if r.key() not in self.calls})
+        return new, (cache.get_many(self.backend.identity.cache_key, new) if new else {})
+
 
 class CacheWalk(Engine, _Ledger):
     """An engine that answers only from the cache and records every distinct request it is
@@ -65,8 +70,7 @@ class CacheWalk(Engine, _Ledger):
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
         unique = {r.key(): r for r in requests}
-        new = [k for k in unique if k not in self.calls]
-        found = self.cache.get_many(self.backend.identity.cache_key, new) if new else {}
+        new, found = self.unseen(requests, self.cache)
         for k in new:
             self.note(k, unique[k], k in found, found.get(k), desc)
         out = []
@@ -87,9 +91,7 @@ class Recorder(Engine, _Ledger):
         _Ledger.__init__(self, backend)
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
-        unique = {r.key(): r for r in requests}
-        new = [k for k in unique if k not in self.calls]
-        before = self.cache.get_many(self.backend.identity.cache_key, new) if new else {}
+        new, before = self.unseen(requests, self.cache)
         out = Engine.run(self, requests, desc)
         for r, comp in zip(requests, out):
             if r.key() in new:
