@@ -36,14 +36,6 @@ def task() -> GSM8KTask:
     return get_task("gsm8k")
 
 
-@pytest.fixture(scope="module")
-def parser(tmp_path_factory) -> GSM8KTask:
-    """A task over a one-row file: parsing needs no real data."""
-    path = tmp_path_factory.mktemp("gsm8k") / "one.jsonl"
-    path.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
-    return GSM8KTask(path)
-
-
 @pytest.mark.parametrize("text, expected", [
     ("18", "18"), ("1,000", "1000"), ("$5.00", "5"), ("3.50", "3.5"), ("70.0", "70"),
     ("-4", "-4"), ("-0", "0"), ("twelve", None), ("", None), ("nan", None),
@@ -140,8 +132,8 @@ def test_worked_solutions_parse_to_their_gold():
     ("no numbers at all", None),
     ("", None),
 ])
-def test_parse_answer(text, expected, parser):
-    assert parser.parse_answer(text) == expected
+def test_parse_answer(text, expected, gsm8k_parser):
+    assert gsm8k_parser.parse_answer(text) == expected
 
 
 @needs_data

@@ -3,21 +3,11 @@ issue's Qwen run produced and on their edge cases."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from faithcheck.tasks._text import (
     answer_segment, find_answer, natural_steps, number_answer, parse_think_tags, split_think,
 )
-from faithcheck.tasks.gsm8k import GSM8KTask
-
-
-@pytest.fixture(scope="module")
-def gsm8k(tmp_path_factory) -> GSM8KTask:
-    path = tmp_path_factory.mktemp("gsm8k") / "one.jsonl"
-    path.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
-    return GSM8KTask(path)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -55,13 +45,13 @@ def gsm8k(tmp_path_factory) -> GSM8KTask:
     ("I think the answer is 3. Wait, the answer is 5.", "5"),  # the last statement wins
     ("The answer is", None),
 ])
-def test_gsm8k_answers_as_models_write_them(gsm8k, text, expected):
-    assert gsm8k.parse_answer(text) == expected
+def test_gsm8k_answers_as_models_write_them(gsm8k_parser, text, expected):
+    assert gsm8k_parser.parse_answer(text) == expected
 
 
-def test_a_forced_answer_never_borrows_from_the_cot(gsm8k):
-    assert gsm8k.parse_answer(gsm8k.answer_prefix + " ") is None
-    assert gsm8k.parse_answer(gsm8k.answer_prefix + " the number of eggs") is None
+def test_a_forced_answer_never_borrows_from_the_cot(gsm8k_parser):
+    assert gsm8k_parser.parse_answer(gsm8k_parser.answer_prefix + " ") is None
+    assert gsm8k_parser.parse_answer(gsm8k_parser.answer_prefix + " the number of eggs") is None
 
 
 @pytest.mark.parametrize("text, cot", [
@@ -70,23 +60,23 @@ def test_a_forced_answer_never_borrows_from_the_cot(gsm8k):
     ("We get 9 eggs.\n\nThe final answer is:\n\\[\n\\boxed{18}\n\\]", "We get 9 eggs.\n\n"),
     ("Mr. Smith has 3. The answer is 3.", "Mr. Smith has 3. "),
 ])
-def test_the_cot_ends_where_the_answer_sentence_begins(gsm8k, text, cot):
-    got_cot, rest = gsm8k.split_output(text)
+def test_the_cot_ends_where_the_answer_sentence_begins(gsm8k_parser, text, cot):
+    got_cot, rest = gsm8k_parser.split_output(text)
     assert got_cot == cot and got_cot + rest == text
-    assert gsm8k.parse_answer(rest) is not None
+    assert gsm8k_parser.parse_answer(rest) is not None
 
 
-def test_code_answers_and_bold_values_without_a_phrase(gsm8k):
+def test_code_answers_and_bold_values_without_a_phrase(gsm8k_parser):
     code = "```python\nprint(9 * 2)\n```\n"
-    assert gsm8k.split_output(code + "```output\n18\n```") == (code, "```output\n18\n```")
-    assert gsm8k.parse_answer("```output\n18\n```") == "18"
-    cot, rest = gsm8k.split_output("She has 9 eggs.\nJanet makes **$18** every day.")
-    assert cot == "She has 9 eggs.\n" and gsm8k.parse_answer(rest) == "18"
+    assert gsm8k_parser.split_output(code + "```output\n18\n```") == (code, "```output\n18\n```")
+    assert gsm8k_parser.parse_answer("```output\n18\n```") == "18"
+    cot, rest = gsm8k_parser.split_output("She has 9 eggs.\nJanet makes **$18** every day.")
+    assert cot == "She has 9 eggs.\n" and gsm8k_parser.parse_answer(rest) == "18"
 
 
-def test_no_statement_keeps_everything_as_cot(gsm8k):
+def test_no_statement_keeps_everything_as_cot(gsm8k_parser):
     for text in ["**Step 2:** compute 3 * 4", "The total is **18**.\n\nLet me check that again", "9 eggs"]:
-        assert gsm8k.split_output(text) == (text, "")
+        assert gsm8k_parser.split_output(text) == (text, "")
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -108,14 +98,14 @@ def test_a_forced_answer_after_a_think_block_closes_it():
     assert think_closed("no block") is None
 
 
-def test_early_answering_cuts_inside_a_think_block_and_closes_it(gsm8k):
+def test_early_answering_cuts_inside_a_think_block_and_closes_it(gsm8k_parser):
     raw = "<think>16 - 3 - 4 = 9. 9 * 2 = 18.</think>\nThe answer is 18."
-    assert gsm8k.force_answer_after("16 - 3 - 4 = 9. ", raw) == "<think>16 - 3 - 4 = 9.\n</think>\n\nThe answer is"
-    assert gsm8k.force_answer_after("9 eggs. ", "opened in the prompt</think>18").startswith("9 eggs.\n</think>")
-    assert gsm8k.force_answer_after("9 eggs.", "no block") == gsm8k.force_answer("9 eggs.")
+    assert gsm8k_parser.force_answer_after("16 - 3 - 4 = 9. ", raw) == "<think>16 - 3 - 4 = 9.\n</think>\n\nThe answer is"
+    assert gsm8k_parser.force_answer_after("9 eggs. ", "opened in the prompt</think>18").startswith("9 eggs.\n</think>")
+    assert gsm8k_parser.force_answer_after("9 eggs.", "no block") == gsm8k_parser.force_answer("9 eggs.")
 
 
-def test_configurable_think_tags(gsm8k):
+def test_configurable_think_tags(gsm8k_parser):
     tags = parse_think_tags("<scratch>,</scratch>")
     assert split_think("<scratch>x</scratch>The answer is 2", tags) == ("x", "The answer is 2")
     assert split_think("<think>x</think>", tags) is None
