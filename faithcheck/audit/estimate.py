@@ -91,7 +91,8 @@ class Recorder(Engine, _Ledger):
         _Ledger.__init__(self, backend)
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
-        new, before = self.unseen(requests, self.cache)
+        new_keys, before = self.unseen(requests, self.cache)
+        new = set(new_keys)
         out = Engine.run(self, requests, desc)
         for r, comp in zip(requests, out):
             if r.key() in new:
