@@ -4,13 +4,19 @@ The weights stay quantised (no de-quantisation to fp32 as through `hf:`), and re
 share a prefix reuse it from the KV cache: llama-cpp-python keeps the tokens it last
 evaluated and, on the next call, evaluates only what follows their longest common prefix.
 So requests are run in order of their token sequences (an item's early-answering cuts,
-its planted mistakes and its forced answers sit together) and each is decoded greedily
-one at a time; batching would not help on a CPU and would lose that reuse.
+its planted mistakes and its forced answers sit together). Greedy requests are decoded
+`parallel` at a time (`_llama_tree.TreeDecoder`): the group's prompts laid out as one
+prefix tree in a KV cache shared by `parallel` sequences, then one decode step per token
+for the whole group. A small quantised model on a CPU is bound by reading its weights, so
+a step of 16 sequences costs little more than a step of one (figures in
+benchmarks/engine.py). Sampled requests (temperature > 0) are decoded one at a time with
+llama.cpp's own sampler, seeded per request.
 
 Chat models are prompted through the GGUF's own chat template (`tokenizer.chat_template`,
-rendered with a sandboxed jinja2 as transformers does): earlier turns (system prompt,
-few-shot exemplars) from the request's `context`, the prompt as the last user turn, and
-the prefill as the start of the assistant turn, left open so the model continues it.
+rendered with a sandboxed jinja2 as transformers does; `_chat_template.py`, shared with
+`openai:`): earlier turns (system prompt, few-shot exemplars) from the request's `context`,
+the prompt as the last user turn, and the prefill as the start of the assistant turn, left
+open so the model continues it.
 
 Threads: ggml's workers spin while they wait for each other. On a machine whose cores are
 busy with other work a spinning thread that gets descheduled stalls the others, so more
@@ -23,16 +29,16 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faithcheck.backends import backends
-from faithcheck.backends.base import Backend, parse_model_args
+from faithcheck.backends._chat_template import END_OF_TURN, ChatTemplate
+from faithcheck.backends._llama_tree import Decoded, Row, TreeDecoder, common_prefix
+from faithcheck.backends.base import HARMLESS, Backend, parse_model_args
 from faithcheck.errors import BadInput
 from faithcheck.records import Completion, GenerationRequest
 
-# End-of-turn markers of common chat formats: a chat-prompted generation stops there.
-END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
 _CHOICES = {"chat": ("auto", "on", "off")}
 
 
@@ -43,12 +49,16 @@ class LlamaCppConfig:
     threads: ggml threads for generation and prompt evaluation, 0: the cores not busy with
     other work when the model loads (at least 1; see the module docstring);
     n_ctx: context length in tokens; n_batch: prompt tokens evaluated per ggml batch;
-    chat "auto" applies the GGUF's chat template when it has one."""
+    chat "auto" applies the GGUF's chat template when it has one; parallel: greedy requests
+    decoded at once (1: one at a time through llama.cpp's high-level API), in a KV cache of
+    `parallel_ctx` cells shared by the group (0: n_ctx x 4)."""
 
-    threads: int = 0
+    threads: int = field(default=0, metadata=HARMLESS)
     n_ctx: int = 4096
-    n_batch: int = 512
+    n_batch: int = field(default=512, metadata=HARMLESS)
     chat: str = "auto"
+    parallel: int = field(default=16, metadata=HARMLESS)
+    parallel_ctx: int = field(default=0, metadata=HARMLESS)
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -56,6 +66,10 @@ class LlamaCppConfig:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: expected one of {', '.join(allowed)}")
         if self.threads < 0:
             raise BadInput(f"--model-arg threads={self.threads}: expected 0 (auto) or more")
+        if not 1 <= self.parallel <= 255:
+            raise BadInput(f"--model-arg parallel={self.parallel}: expected 1 to 255")
+        if self.parallel_ctx < 0:
+            raise BadInput(f"--model-arg parallel_ctx={self.parallel_ctx}: expected 0 (n_ctx x 4) or more")
         for key in ("n_ctx", "n_batch"):
             if getattr(self, key) < 1:
                 raise BadInput(f"--model-arg {key}={getattr(self, key)}: expected an integer >= 1")
@@ -126,6 +140,7 @@ class LlamaCppBackend(Backend):
         self.eog = {self.llm.token_eos()} | self._special_ids(END_OF_TURN if self.chat else ())
         self.counters = {"prompt_tokens": 0, "tokens_evaluated": 0, "generated_tokens": 0}
         self._jinja = None
+        self._decoder: TreeDecoder | None = None
 
     # --- text -> tokens ---------------------------------------------------------------
 
@@ -143,22 +158,11 @@ class LlamaCppBackend(Backend):
             context = "".join(content + "\n\n" for _, content in req.context)
             return context + req.prompt + req.prefill
         if self._jinja is None:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-            def raise_exception(message: str) -> None:
-                raise BadInput(f"{self.name}: chat template: {message}")
-
-            env.globals["raise_exception"] = raise_exception
-            self._jinja = env.from_string(self.template)
-        messages = [{"role": role, "content": content} for role, content in req.context]
-        messages.append({"role": "user", "content": req.prompt})
+            self._jinja = ChatTemplate(self.template, self.name)
         bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "replace") \
             if self.llm.token_bos() >= 0 else ""
-        rendered = self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=bos,
-                                      eos_token=self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "replace"))
-        return rendered + req.prefill
+        eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "replace")
+        return self._jinja.render(req, bos_token=bos, eos_token=eos)
 
     def tokens(self, req: GenerationRequest) -> list[int]:
         text = self.render(req)
@@ -174,7 +178,20 @@ class LlamaCppBackend(Backend):
     # --- generation -------------------------------------------------------------------
 
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
-        rows = []
+        out: list[Completion | None] = [None] * len(requests)
+
+        def keep(pairs: list[tuple[int, Completion]]) -> None:
+            for i, c in pairs:
+                out[i] = c
+
+        self.generate_stream(requests, keep)
+        return [c for c in out if c is not None]
+
+    def generate_stream(self, requests: list[GenerationRequest], emit) -> None:
+        """Each completion is handed to `emit` the moment it is decoded (progress and the
+        cache move per request). Greedy requests go `parallel` at a time through the prefix
+        tree decoder, in token order; sampled ones one at a time."""
+        rows: list[list[int] | Exception] = []
         for r in requests:
             try:
                 rows.append(self.tokens(r))
@@ -183,22 +200,66 @@ class LlamaCppBackend(Backend):
             except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
                 rows.append(e)
         order = sorted(range(len(requests)), key=lambda i: rows[i] if isinstance(rows[i], list) else [])
-        out: list[Completion | None] = [None] * len(requests)
+        greedy: list[int] = []
         for i in order:
-            if isinstance(rows[i], Exception):
-                out[i] = Completion("", finish_reason="error", error=f"cannot render the prompt: {rows[i]}")
+            row = rows[i]
+            if isinstance(row, Exception):
+                emit([(i, Completion("", finish_reason="error", error=f"cannot render the prompt: {row}"))])
+            elif len(row) + requests[i].max_new_tokens > self.config.n_ctx:
+                emit([(i, Completion("", len(row), 0, "error", error=(
+                    f"prompt of {len(row)} tokens + {requests[i].max_new_tokens} new exceed n_ctx={self.config.n_ctx} "
+                    "(raise it with --model-arg n_ctx=N)")))])
+            elif requests[i].temperature > 0 or self.config.parallel == 1 or requests[i].max_new_tokens <= 0:
+                emit([(i, self._one(requests[i], row))])
             else:
-                out[i] = self._one(requests[i], rows[i])
-        return [c for c in out if c is not None]
+                greedy.append(i)
+        if greedy:
+            self._tree_decode(requests, rows, greedy, emit)
+
+    def _tree(self) -> TreeDecoder:
+        if self._decoder is None:
+            cells = self.config.parallel_ctx or self.config.n_ctx * 4
+            self._decoder = TreeDecoder(self.llm.model, self.config.parallel + 1, cells, self.config.n_batch,
+                                        self.threads, self.eog)
+        return self._decoder
+
+    def _tree_decode(self, requests, rows, todo: list[int], emit) -> None:
+        """Greedy requests `todo` (in token order), continuously batched `parallel` at a time."""
+        tree = self._tree()
+        batch = [Row(rows[i], requests[i].max_new_tokens, self._stopper(rows[i], requests[i].stop)) for i in todo]
+        before, answered = tree.evaluated, set()
+
+        def done(s: int, got: Decoded) -> None:
+            answered.add(s)
+            emit([(todo[s], self._completion(requests[todo[s]], batch[s].tokens, got.tokens, got.finish))])
+
+        try:
+            tree.run(batch, done)
+        except Exception as e:  # noqa: BLE001 - a failed decode fails the calls not yet answered, not the run
+            tree.reset()
+            failed = Completion("", 0, 0, "error", error=f"llama.cpp: {type(e).__name__}: {e}")
+            emit([(todo[s], failed) for s in range(len(todo)) if s not in answered])
+        finally:
+            self.counters["prompt_tokens"] += sum(len(r.tokens) for r in batch)
+            self.counters["tokens_evaluated"] += tree.evaluated - before
+
+    def _stopper(self, row: list[int], stop: tuple[str, ...]):
+        if not stop:
+            return None
+        return lambda new: any(s in self._decode(row, new) for s in stop)
+
+    def _completion(self, req: GenerationRequest, row: list[int], new: list[int], finish: str) -> Completion:
+        self.counters["generated_tokens"] += len(new)
+        text = self._decode(row, new)
+        cut = min((text.find(s) for s in req.stop if s in text), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        return Completion(text, len(row), len(new) + int(finish == "stop" and cut < 0), finish)
 
     def _one(self, req: GenerationRequest, row: list[int]) -> Completion:
         budget = req.max_new_tokens
-        if len(row) + budget > self.config.n_ctx:
-            return Completion("", len(row), 0, "error", error=(
-                f"prompt of {len(row)} tokens + {budget} new exceed n_ctx={self.config.n_ctx} "
-                "(raise it with --model-arg n_ctx=N)"))
         llm = self.llm
-        reused = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), row)
+        reused = common_prefix(llm._input_ids[: llm.n_tokens].tolist(), row)
         self.counters["prompt_tokens"] += len(row)
         self.counters["tokens_evaluated"] += len(row) - min(reused, len(row) - 1)
         if req.temperature > 0:
@@ -224,12 +285,7 @@ class LlamaCppBackend(Backend):
         except Exception as e:  # noqa: BLE001 - llama.cpp errors (context full, decode failure) fail this call only
             llm.reset()
             return Completion("", len(row), len(new), "error", error=f"llama.cpp: {type(e).__name__}: {e}")
-        self.counters["generated_tokens"] += len(new)
-        text = self._decode(row, new)
-        cut = min((text.find(s) for s in req.stop if s in text), default=-1)
-        if cut >= 0:
-            text, finish = text[:cut], "stop"
-        return Completion(text, len(row), len(new) + int(finish == "stop" and cut < 0), finish)
+        return self._completion(req, row, new, finish)
 
     def _decode(self, row: list[int], new: list[int]) -> str:
         """The text of `new` as it reads after the prompt (the prompt's last tokens decoded
@@ -241,19 +297,13 @@ class LlamaCppBackend(Backend):
         return raw.decode("utf-8", "ignore")
 
     def close(self) -> None:
+        if getattr(self, "_decoder", None) is not None:
+            self._decoder.close()
+            self._decoder = None
         llm = getattr(self, "llm", None)
         if llm is not None and hasattr(llm, "close"):
             llm.close()
         self.llm = None
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @backends.register("llamacpp", "llama.cpp in process (llama-cpp-python): llamacpp:PATH.gguf, KV-cache prefix reuse")

@@ -71,6 +71,56 @@ def test_shared_prefixes_are_evaluated_once(qwen):
     assert evaluated < prompt / 2 and evaluated <= longest + 8 * len(reqs), (evaluated, prompt, longest)
 
 
+CUTS_COT = ("Tom has 3 boxes. Each box has 4 apples, so he has 3 * 4 = 12 apples. He eats 2 of them. "
+            "So 12 - 2 = 10 apples are left. ")
+CUTS = [GenerationRequest(QUESTION, CUTS_COT[:cut] + "The answer is", 6, ("\n",)) for cut in range(0, len(CUTS_COT), 15)]
+
+
+def test_parallel_decoding_answers_as_one_at_a_time(qwen, qwen_gguf: Path):
+    """Continuous batching (parallel=2 with 8 requests: sequences freed and reused, prompts copied
+    from other sequences) gives the same greedy answers as llama.cpp's own one-at-a-time path."""
+    from faithcheck.backends import load_backend
+
+    one = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=1"])
+    two = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=2"])
+    try:
+        single, paired = one.generate(CUTS), two.generate(CUTS)
+    finally:
+        one.close()
+        two.close()
+    batched = qwen.generate(CUTS)  # parallel=16: all at once
+    assert all(c.error is None for c in single + paired + batched)
+    assert [c.text for c in paired] == [c.text for c in single]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.finish_reason for c in batched] == [c.finish_reason for c in single]
+    assert two.counters["generated_tokens"] == one.counters["generated_tokens"]
+
+
+def test_parallel_decoding_evaluates_the_prefix_tree_once(qwen_gguf: Path):
+    """Prompt tokens evaluated = the distinct prefixes of the requests' token sequences (a trie
+    built independently here), none twice."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends.prefix_tree import Trie
+
+    backend = load_backend(f"llamacpp:{qwen_gguf}")
+    try:
+        rows = [backend.tokens(r) for r in CUTS]
+        backend.generate(CUTS)
+        assert backend.counters["tokens_evaluated"] == len(Trie(rows))
+        assert backend.counters["prompt_tokens"] == sum(map(len, rows))
+        backend.generate(CUTS[:3])  # the prefix all of them share is still held: only the rest is evaluated
+        assert backend.counters["tokens_evaluated"] - len(Trie(rows)) < len(Trie(rows[:3]))
+    finally:
+        backend.close()
+
+
+def test_parallel_is_validated(qwen_gguf: Path):
+    from faithcheck.backends import load_backend
+
+    with pytest.raises(BadInput, match="parallel=0"):
+        load_backend(f"llamacpp:{qwen_gguf}", ["parallel=0"])
+
+
 def test_a_prompt_past_the_context_is_a_failed_call(qwen_gguf: Path):
     from faithcheck.backends import load_backend
 

@@ -1,0 +1,228 @@
+"""Greedy decoding of many requests at once on llama.cpp, continuously batched, prompts shared.
+
+llama.cpp's KV cache is one pool of cells (`kv_unified`), and a cell can belong to several
+sequences: `llama_memory_seq_cp` gives a new sequence the cells of a prompt prefix another
+sequence already holds, without evaluating them again. Each request runs in a sequence of
+its own, and every step is one `llama_decode` of the next token of each live request plus
+the not-yet-held part of the prompts admitted into sequences freed by finished requests
+(continuous batching). So an item's early-answering cuts, its planted mistakes and its
+forced answers evaluate only what they add to each other, as the prefix tree does.
+
+On a CPU a small quantised model is dominated by reading its weights for every step, so
+one step for 16 sequences yields many more tokens per second than 16 single steps (the
+figures are in benchmarks/engine.py). A sequence reserved as the root holds the prefix
+common to all requests of a call (a system prompt, few-shot turns) and keeps it for the
+next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Row:
+    """One request as the decoder sees it: its prompt tokens and how to stop."""
+
+    tokens: list[int]
+    budget: int
+    # called with the generated token ids; True stops the request (a stop string was written)
+    stop_text: Callable[[list[int]], bool] | None = None
+
+
+@dataclass
+class Decoded:
+    tokens: list[int]
+    finish: str  # "stop" (end of turn or stop string) | "length"
+
+
+def tree_size(rows: list[list[int]]) -> int:
+    """Distinct tokens of the prefix tree of `rows`, given in token order."""
+    return sum(len(r) - (common_prefix(rows[i - 1], r) if i else 0) for i, r in enumerate(rows))
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class TreeDecoder:
+    """Owns a llama.cpp context with `n_seq` sequences sharing one unified KV cache of
+    `n_ctx` cells. `decode(rows)` answers up to `n_seq - 1` rows at once (the last sequence
+    id holds the root prefix kept between groups)."""
+
+    def __init__(self, model, n_seq: int, n_ctx: int, n_batch: int, threads: int, eog: set[int]):
+        from llama_cpp import llama_cpp as C
+
+        self.C = C
+        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        self.ctx = C.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a batched context")
+        self.mem = C.llama_get_memory(self.ctx)
+        self.n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(model))
+        self.batch = C.llama_batch_init(n_batch, 0, n_seq)
+        self.eog = eog
+        self.root = n_seq - 1
+        self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
+        self.evaluated = 0  # prompt tokens actually sent through the model
+        self.generated = 0
+
+    # --- the llama_batch ----------------------------------------------------------------
+
+    def _fill(self, entries: list[tuple[int, int, tuple[int, ...], bool]]) -> None:
+        """entries: (token, position, sequence ids, wants logits)."""
+        b = self.batch
+        for i, (tok, pos, seqs, logits) in enumerate(entries):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = len(seqs)
+            for j, s in enumerate(seqs):
+                b.seq_id[i][j] = s
+            b.logits[i] = 1 if logits else 0
+        b.n_tokens = len(entries)
+
+    def _decode(self, entries) -> None:
+        self._fill(entries)
+        rc = self.C.llama_decode(self.ctx, self.batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} (KV cache full? raise n_ctx)")
+
+    def _argmax(self, i: int) -> int:
+        ptr = self.C.llama_get_logits_ith(self.ctx, i)
+        return int(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
+
+    # --- one group ----------------------------------------------------------------------
+
+    def run(self, rows: list[Row], on_done: Callable[[int, Decoded], None]) -> None:
+        """Greedy continuations of `rows` (given in token order, each prompt at least one token
+        and fitting the cache with its budget); `on_done(i, decoded)` is called for each row
+        the moment it finishes.
+
+        Continuous batching: every step is one `llama_decode` (split at n_batch tokens) of the
+        next token of each live row plus the prompts of the rows admitted into free sequences.
+        A row admitted is first given, by `llama_memory_seq_cp`, the longest prefix of its
+        prompt that a sequence in the cache already holds, and evaluates only the rest. A row
+        whose prompt shares more with a row admitted in the same step waits one step, to copy
+        it from that row instead. The root sequence holds the rows' common prefix (a system
+        prompt, few-shot turns) and keeps it for the next call."""
+        C, mem = self.C, self.mem
+        free = list(range(self.n_seq - 1))
+        for seq in free:
+            C.llama_memory_seq_rm(mem, seq, -1, -1)
+        shared = self._shared_prefix(rows)
+        keep = common_prefix(self.root_tokens, shared)
+        C.llama_memory_seq_rm(mem, self.root, keep, -1)
+        self.root_tokens = shared
+        if keep < len(shared):
+            self._step([(shared[p], p, (self.root,), False) for p in range(keep, len(shared))], [])
+            self.evaluated += len(shared) - keep
+        held: dict[int, list[int]] = {self.root: shared}  # sequence -> the prompt tokens it holds
+        live: dict[int, tuple[int, list[int]]] = {}  # sequence -> (row, generated tokens)
+        budget = self.n_ctx - len(shared)  # cells not promised to any row
+        pending = list(range(len(rows)))
+        while pending or live:
+            entries: list[tuple[int, int, tuple[int, ...], bool]] = []
+            wants: list[tuple[int, int]] = []  # (entry index, sequence) whose next token is read
+            for seq, (i, got) in live.items():
+                wants.append((len(entries), seq))
+                entries.append((got[-1], len(rows[i].tokens) + len(got) - 1, (seq,), True))
+            admitted: list[tuple[int, int]] = []  # (sequence, row)
+            later = []
+            for i in pending:
+                row, need = rows[i].tokens, len(rows[i].tokens) + rows[i].budget
+                if not free or need > budget or (admitted and len(entries) > 4 * self.n_batch):
+                    later.append(i)
+                    continue
+                src, have = max(((seq, common_prefix(tokens, row)) for seq, tokens in held.items()),
+                                key=lambda x: x[1])
+                have = min(have, len(row) - 1)
+                if any(common_prefix(rows[j].tokens, row) > have for _, j in admitted):
+                    later.append(i)  # wait one step for that row's prompt to be in the cache
+                    continue
+                seq = free.pop(0)
+                budget -= need
+                if have:
+                    C.llama_memory_seq_cp(mem, src, seq, 0, have)
+                admitted.append((seq, i))
+                wants.append((len(entries) + len(row) - have - 1, seq))
+                entries += [(row[p], p, (seq,), p == len(row) - 1) for p in range(have, len(row))]
+                self.evaluated += len(row) - have
+            pending = later
+            if not entries:
+                raise RuntimeError(f"a prompt with its budget does not fit the {self.n_ctx}-cell KV cache "
+                                   "(raise --model-arg parallel_ctx)")
+            for seq, i in admitted:
+                held[seq], live[seq] = rows[i].tokens, (i, [])
+            for seq, tok in self._step(entries, wants):
+                i, got = live[seq]
+                if not self._push(i, rows[i], got, tok, on_done):
+                    del live[seq], held[seq]
+                    C.llama_memory_seq_rm(mem, seq, -1, -1)
+                    free.append(seq)
+                    budget += len(rows[i].tokens) + rows[i].budget
+
+    def _step(self, entries, wants: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Decode `entries` in calls of at most n_batch tokens; the greedy next token at each
+        wanted entry, as (sequence, token)."""
+        by_entry = dict(wants)
+        out = []
+        for start in range(0, len(entries), self.n_batch):
+            part = entries[start:start + self.n_batch]
+            self._decode(part)
+            for k in range(len(part)):
+                if start + k in by_entry:
+                    out.append((by_entry[start + k], self._argmax(k)))
+        return out
+
+    @staticmethod
+    def _shared_prefix(rows: list[Row]) -> list[int]:
+        shared = rows[0].tokens[: len(rows[0].tokens) - 1]
+        for r in rows[1:]:
+            shared = shared[: min(common_prefix(shared, r.tokens), len(r.tokens) - 1)]
+        return list(shared)
+
+    def _push(self, s: int, row: Row, got: list[int], tok: int, on_done) -> bool:
+        """Append `tok` to row s; False (and `on_done`) when the row is finished."""
+        if tok in self.eog:
+            on_done(s, Decoded(got, "stop"))
+            return False
+        got.append(tok)
+        self.generated += 1
+        if row.stop_text is not None and row.stop_text(got):
+            on_done(s, Decoded(got, "stop"))
+            return False
+        if len(got) >= row.budget:
+            on_done(s, Decoded(got, "length"))
+            return False
+        return True
+
+    def reset(self) -> None:
+        """Empty the cache (after a failed decode: what it holds is unknown)."""
+        self.C.llama_memory_clear(self.mem, True)
+        self.root_tokens = []
+
+    def close(self) -> None:
+        if self.ctx:
+            self.C.llama_batch_free(self.batch)
+            self.C.llama_free(self.ctx)
+            self.ctx = None
+
+
+__all__ = ["Decoded", "Row", "TreeDecoder", "common_prefix", "tree_size"]
