@@ -109,7 +109,8 @@ def _file_fingerprint(path: Path) -> str:
 
 
 class LlamaCppBackend(Backend):
-    chunk_size = 256  # wide chunks: more requests to order by shared prefix
+    chunk_size = 256  # wide chunks: more requests to order by shared prefix and to batch
+    streams = True  # every request is handed over (and saved) the moment it is decoded
     takes_turns = True
 
     def __init__(self, path: str, config: LlamaCppConfig | None = None, name: str | None = None):
