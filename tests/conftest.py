@@ -4,11 +4,12 @@ rewriter and end-to-end tests.
 Each fixture skips with the reason when what it needs is absent, so the suite runs on a
 fresh checkout (organisms not trained yet) and without the optional model packages.
 
-`llama_server` is llama-cpp-python's OpenAI-compatible server serving gemma-3-270m (GGUF),
-started once per session on a free 127.0.0.1 port and stopped at the end. One thread: on
-a busy 2-core machine, ggml's spinning thread barrier made 2 threads ~25x slower per token.
-Its tests skip only when llama_cpp is not installed (.ci/install_llama_server.sh installs
-it, and leaves the reason in the venv when it cannot).
+`llama_server` is llama-cpp-python's OpenAI-compatible server serving gemma-3-270m (GGUF)
+(`qwen_server`: Qwen2.5-Coder-0.5B-Instruct, ChatML), started once per session on a free
+127.0.0.1 port and stopped at the end. One thread: on a busy 2-core machine, ggml's spinning
+thread barrier made 2 threads ~25x slower per token. Its tests skip only when llama_cpp is
+not installed (.ci/install_llama_server.sh installs it, and leaves the reason in the venv
+when it cannot).
 """
 
 from __future__ import annotations
@@ -158,18 +159,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def llama_server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> LlamaServer:
+    yield from _serve(gemma_gguf, "gemma", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> LlamaServer:
+    """The same server serving Qwen2.5-Coder-0.5B-Instruct with its ChatML format."""
+    yield from _serve(qwen_gguf, "chatml", tmp_path_factory)
+
+
+def _serve(gguf: Path, chat_format: str, tmp_path_factory: pytest.TempPathFactory):
     if importlib.util.find_spec("llama_cpp") is None:
         why = Path(sys.prefix, ".llama_server_unavailable")
         reason = why.read_text().strip() if why.exists() else "run .ci/install_llama_server.sh"
         pytest.skip(f"llama-cpp-python is not installed in {sys.prefix} ({reason})")
     port = _free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf), "--host", "127.0.0.1",
-           "--port", str(port), "--chat_format", "gemma", "--interrupt_requests", "False",
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+           "--port", str(port), "--chat_format", chat_format, "--interrupt_requests", "False",
            "--n_ctx", "2048", "--n_threads", "1", "--seed", "0"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = LlamaServer(f"http://127.0.0.1:{port}", log, gemma_gguf)
+    server = LlamaServer(f"http://127.0.0.1:{port}", log, gguf)
     try:
         _wait_ready(proc, server)
         yield server

@@ -69,8 +69,19 @@ class _Session:
         self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(cfg.timeout),
                                         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
         self.slots = asyncio.Semaphore(limit)
+        self.pinned: list[asyncio.Semaphore] | None = None
         self.load = [0] * len(urls)
         self._turn = 0
+        self._homes: dict[str, int] = {}  # pinned: each prompt's server
+        self._waiting = [0] * len(urls)  # pinned: calls sent to or waiting for each server
+
+    def pin(self, per_server: int) -> None:
+        """From now on a call goes to its prompt's own server (never spilling to another), at
+        most `per_server` at a time there, in the order the calls were made: for servers whose
+        slots reuse only the previous prompt (llama.cpp). A prompt seen first goes to the server
+        with the fewest calls waiting; a retry may go anywhere."""
+        self.slots = asyncio.Semaphore(per_server * len(self.urls))
+        self.pinned = [asyncio.Semaphore(per_server) for _ in self.urls]
 
     def redact(self, text: str) -> str:
         return scrub(text, self._secret)
@@ -116,6 +127,15 @@ class _Session:
         self._turn = (self._turn + 1) % n
         return min(order, key=lambda j: self.load[j])
 
+    def home(self, affinity: str | None) -> int:
+        """A pinned call's server (see `pin`)."""
+        if affinity is None or affinity not in self._homes:
+            j = min(range(len(self.urls)), key=lambda k: (self._waiting[k], k))
+            if affinity is None:
+                return j
+            self._homes[affinity] = j
+        return self._homes[affinity]
+
     def backoff(self, attempt: int) -> float:
         return min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
 
@@ -126,21 +146,28 @@ class _Session:
             if attempt:
                 await self.wait(label, attempt, delay, cause, reason)
             delay = self.backoff(attempt)
-            async with self.slots:
-                j = self.pick(affinity)
-                url = self.urls[j] + path
-                self.load[j] += 1
-                self.stats["attempts"] += 1
-                try:
-                    resp = await self.send(url, body, label)
-                except self.httpx.TimeoutException:
-                    reason, cause = f"timed out after {self.cfg.timeout}s at {url}", "timeout"
-                    continue
-                except self.httpx.TransportError as e:
-                    reason, cause = f"connection error at {url} ({type(e).__name__}: {e})", "connection_error"
-                    continue
-                finally:
-                    self.load[j] -= 1
+            home = self.home(affinity) if self.pinned is not None and not attempt else None
+            if home is not None:
+                self._waiting[home] += 1
+            try:
+                async with self.slots if home is None else self.pinned[home]:  # type: ignore[index]
+                    j = self.pick(affinity) if home is None else home
+                    url = self.urls[j] + path
+                    self.load[j] += 1
+                    self.stats["attempts"] += 1
+                    try:
+                        resp = await self.send(url, body, label)
+                    except self.httpx.TimeoutException:
+                        reason, cause = f"timed out after {self.cfg.timeout}s at {url}", "timeout"
+                        continue
+                    except self.httpx.TransportError as e:
+                        reason, cause = f"connection error at {url} ({type(e).__name__}: {e})", "connection_error"
+                        continue
+                    finally:
+                        self.load[j] -= 1
+            finally:
+                if home is not None:
+                    self._waiting[home] -= 1
             status = resp.status_code
             if status == 429 or status == 408 or status >= 500:
                 reason, cause = f"HTTP {status} from {url}: {self.clip(resp.text, 200)!r}", f"http_{status}"
@@ -157,6 +184,15 @@ class _Session:
                 cause = "malformed_body"
         self.stats["failures"] += 1
         raise CallFailed(self.redact(f"{label}: {reason}; gave up after {self.cfg.max_retries + 1} attempts"))
+
+    async def get_json(self, url: str) -> dict | None:
+        """One GET asking what a server is (no retries): its JSON object, or None for any error."""
+        try:
+            resp = await self.client.get(url, timeout=min(10.0, self.cfg.timeout))
+            data = json.loads(resp.content) if resp.status_code == 200 else None
+        except (self.httpx.HTTPError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     async def status_of(self, path: str, body: dict) -> tuple[int, dict]:
         """A capability probe: (status, json) of one retried call, where 4xx is an answer, not an error.

@@ -18,6 +18,10 @@ CLI's -v) and counted with their cause and the time spent waiting in `counters`,
 the run's manifest records; a call still waiting after `warn_after` seconds is reported
 (WARNING) while it waits. A server that refuses connections fails the run at once
 (`ModelUnavailable`) instead of failing every call.
+
+How a request is written for the server (endpoint, chat template, an edited CoT as an open
+assistant turn, llama.cpp's prompt cache and the order requests reach it) is decided once per
+backend, in `_openai_prompt.py`.
 """
 
 from __future__ import annotations
@@ -30,20 +34,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from faithcheck.backends import backends
+from faithcheck.backends._chat_template import BUILTIN
 from faithcheck.backends._openai_http import MALFORMED as _MALFORMED
 from faithcheck.backends._openai_http import CallFailed, _Session, scrub
+from faithcheck.backends._openai_prompt import TEMPLATE_CHOICES, MissingCapability, Prompting, read_order
+from faithcheck.backends._openai_server import ServerInfo
 from faithcheck.backends.base import HARMLESS, Backend, ScoreRequest, parse_model_args
 from faithcheck.errors import BadInput, MissingExtra, ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
 
 T = TypeVar("T")
-
-
-class MissingCapability(BadInput):
-    """The server lacks something the run needs (prefill, log-probabilities); the message names it."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,22 @@ class OpenAIConfig:
     backoff_base: float = field(default=1.0, metadata=HARMLESS)  # seconds; doubles per retry, with jitter
     backoff_max: float = field(default=60.0, metadata=HARMLESS)  # cap on one wait, Retry-After included
     warn_after: float = field(default=30.0, metadata=HARMLESS)  # report a call still waiting after this many seconds (0: never)
+    # none | auto (the server's, GET /props) | chatml | gemma | llama3 | PATH: rendered here for /completions
+    chat_template: str = "none"
+    # auto: a llama.cpp server gets requests in prefix order, one per slot (and cache_prompt) | off
+    prompt_cache: str = field(default="auto", metadata=HARMLESS)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("auto", "completions", "chat"):
             raise BadInput(f"--model-arg endpoint={self.endpoint}: expected auto, completions or chat")
+        if self.prompt_cache not in ("auto", "off"):
+            raise BadInput(f"--model-arg prompt_cache={self.prompt_cache}: expected auto or off")
+        if not self.chat_template:
+            raise BadInput(f"--model-arg chat_template=: expected {TEMPLATE_CHOICES}")
+        if self.endpoint == "chat" and self.chat_template != "none":
+            raise BadInput(f"--model-arg chat_template={self.chat_template} renders the turns here for /completions, "
+                           "but endpoint=chat sends them to the server's template: drop one (endpoint=auto tries "
+                           "the chat endpoint first, then the template)")
         if self.scoring not in ("topk", "echo"):
             raise BadInput(f"--model-arg scoring={self.scoring}: expected topk or echo")
         for key in ("concurrency", "logprobs_top_k"):
@@ -119,16 +134,29 @@ class OpenAIBackend(Backend):
 
     @property
     def chat(self) -> bool:
-        """Prompted as a chat model: only when endpoint=chat is set (auto is decided at the first call)."""
-        return self.config.endpoint == "chat"
+        """Prompted as a chat model: when endpoint=chat or a chat_template is set (auto's
+        endpoint is decided at the first call)."""
+        return self.config.endpoint == "chat" or self.config.chat_template != "none"
 
     def __init__(self, model: str, urls: tuple[str, ...], config: OpenAIConfig):
         self.model, self.urls, self.config = model, urls, config
-        self._endpoint: str | None = None if config.endpoint == "auto" else config.endpoint
-        self._chat_prefill: bool | None = None
+        self.prompting = Prompting(model, urls, config)  # endpoint, chat template, server kind
         self._echo: bool | None = None
         self._fingerprint: str | None = None
         self.counters: Counter = Counter()  # attempts, retries (with causes and seconds waited), failures
+
+    @property
+    def _endpoint(self) -> str | None:
+        """completions | template | chat, once the first call has decided (see _openai_prompt)."""
+        return self.prompting.endpoint
+
+    @property
+    def server(self) -> ServerInfo | None:
+        """What answers at the first URL, once the first call has asked (prompt_cache=auto)."""
+        return self.prompting.server
+
+    def _body(self, endpoint: str, req: GenerationRequest, prefill: str, max_tokens: int) -> dict:
+        return self.prompting.body(endpoint, req, prefill, max_tokens)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, urls={list(self.urls)!r}, config={self.config!r})"
@@ -139,7 +167,11 @@ class OpenAIBackend(Backend):
         if self._fingerprint is None:
             fp = f"openai:{self.model}@{','.join(sorted(self.urls))}"
             served = self._served_model()
-            self._fingerprint = fp + (f" served={served}" if served and served != self.model else "")
+            fp += f" served={served}" if served and served != self.model else ""
+            template = self.prompting.template
+            if template is not None and self.config.chat_template not in BUILTIN:  # a file: its text
+                fp += f" template={template.digest}"
+            self._fingerprint = fp
         return self._fingerprint
 
     def _served_model(self) -> str | None:
@@ -180,52 +212,6 @@ class OpenAIBackend(Backend):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside an event loop
             return pool.submit(asyncio.run, main()).result()
 
-    async def _resolve_endpoint(self, s: _Session) -> str:
-        """auto: completions whenever the server has it, for every request, so a baseline and its
-        prefilled variants see the same plain-text context; chat only when it does not."""
-        if self._endpoint is None:
-            status, _ = await s.status_of("/completions", {"model": self.model, "prompt": "Hi", "max_tokens": 1,
-                                                           "temperature": 0})
-            self._endpoint = "completions" if status < 400 else "chat"
-        return self._endpoint
-
-    async def _require_chat_prefill(self, s: _Session) -> None:
-        """Whether the chat endpoint continues an assistant message (vLLM's `continue_final_message`).
-
-        A server that honours it renders the prefilled turn without closing it, so its prompt is
-        shorter than the default rendering; one that ignores the flag renders both the same."""
-        if self._chat_prefill is None:
-            msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-            base = {"model": self.model, "messages": msgs, "max_tokens": 1, "temperature": 0}
-            s1, open_turn = await s.status_of("/chat/completions", {**base, "continue_final_message": True,
-                                                                    "add_generation_prompt": False})
-            s2, closed_turn = await s.status_of("/chat/completions", base)
-            try:
-                self._chat_prefill = s1 < 400 and s2 < 400 and (
-                    open_turn["usage"]["prompt_tokens"] < closed_turn["usage"]["prompt_tokens"])
-            except _MALFORMED:
-                self._chat_prefill = False
-        if not self._chat_prefill:
-            raise MissingCapability(
-                f"openai:{self.model}: the chat endpoint at {self.urls[0]} does not support assistant prefill "
-                "(continue_final_message); use --model-arg endpoint=completions, or a server that has it (vLLM)")
-
-    def _body(self, endpoint: str, req: GenerationRequest, prefill: str, max_tokens: int) -> dict:
-        body: dict[str, Any] = {"model": self.model, "max_tokens": max(1, max_tokens), "temperature": req.temperature}
-        if req.temperature > 0:
-            body["seed"] = req.seed
-        if req.stop:
-            body["stop"] = list(req.stop)
-        if endpoint == "completions":  # earlier turns as plain text (a completions server has no turns)
-            body["prompt"] = "".join(content + "\n\n" for _, content in req.context) + req.prompt + prefill
-            return body
-        body["messages"] = [{"role": role, "content": content} for role, content in req.context]
-        body["messages"].append({"role": "user", "content": req.prompt})
-        if prefill:
-            body["messages"].append({"role": "assistant", "content": prefill})
-            body.update(continue_final_message=True, add_generation_prompt=False)
-        return body
-
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         """Completions in request order; a request that fails for good gets `error` set."""
         out: list[Completion | None] = [None] * len(requests)
@@ -246,30 +232,36 @@ class OpenAIBackend(Backend):
 
     async def _generate(self, s: _Session, requests: list[GenerationRequest],
                         emit: Callable[[list[tuple[int, Completion]]], None]) -> None:
-        try:
-            endpoint = await self._resolve_endpoint(s)
-            if endpoint == "chat" and any(r.prefill for r in requests):
-                await self._require_chat_prefill(s)  # MissingCapability: a setup error, raised
-        except CallFailed as e:  # the probe itself got no answer: fail this batch, retry the probe next time
-            emit([(i, Completion("", error=f"{describe(i, r)}: {e}")) for i, r in enumerate(requests)])
+        live = [i for i, r in enumerate(requests) if r.max_new_tokens > 0]
+        # never send max_tokens=0: llama.cpp reads it as "unlimited"
+        emit([(i, Completion("", finish_reason="length")) for i, r in enumerate(requests) if r.max_new_tokens <= 0])
+        if not live:
             return
-        parse = _text_choice if endpoint == "completions" else _chat_choice
-        path = "/completions" if endpoint == "completions" else "/chat/completions"
+        try:
+            endpoint = await self.prompting.prepare(s)
+            if endpoint == "chat" and any(requests[i].prefill for i in live):
+                await self.prompting.require_chat_prefill(s)  # MissingCapability: a setup error, raised
+        except CallFailed as e:  # the probe itself got no answer: fail this batch, retry the probe next time
+            emit([(i, Completion("", error=f"{describe(i, requests[i])}: {e}")) for i in live])
+            return
+        parse = _chat_choice if endpoint == "chat" else _text_choice
+        path = "/chat/completions" if endpoint == "chat" else "/completions"
+        bodies = {i: self._body(endpoint, requests[i], requests[i].prefill, requests[i].max_new_tokens) for i in live}
+        if self.prompting.ordered:  # what the server reads, sorted: shared prefixes one after another
+            live.sort(key=lambda i: read_order(bodies[i]))
 
-        async def one(i: int, req: GenerationRequest) -> None:
-            if req.max_new_tokens <= 0:  # never send max_tokens=0: llama.cpp reads it as "unlimited"
-                emit([(i, Completion("", finish_reason="length"))])
-                return
+        async def one(i: int) -> None:
+            req = requests[i]
             try:
-                text, finish, usage = await s.post(path, self._body(endpoint, req, req.prefill, req.max_new_tokens),
-                                                   describe(i, req), parse, affinity=req.prompt)
+                text, finish, usage = await s.post(path, bodies[i], describe(i, req), parse, affinity=req.prompt)
             except CallFailed as e:
                 emit([(i, Completion("", error=str(e)))])
                 return
-            emit([(i, Completion(cut_at_stop(text, req.stop), int(usage.get("prompt_tokens") or 0),
-                                 int(usage.get("completion_tokens") or 0), finish))])
+            emit([(i, Completion(cut_at_stop(text, tuple(bodies[i].get("stop", ()))),
+                                 int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                                 finish))])
 
-        await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+        await asyncio.gather(*(one(i) for i in live))
 
     # -- scoring -----------------------------------------------------------------------
 
@@ -290,19 +282,31 @@ class OpenAIBackend(Backend):
         return self._run(lambda s: self._score(s, requests)) if requests else []
 
     async def _score(self, s: _Session, requests: list[ScoreRequest]) -> list[float]:
-        endpoint = await self._resolve_endpoint(s)
+        endpoint = await self.prompting.prepare(s)
         if self.config.scoring == "echo":
             if self._echo is None:
-                self._echo = endpoint == "completions" and await self._probe_echo(s)
+                self._echo = endpoint != "chat" and await self._probe_echo(s)
             if not self._echo:
                 raise MissingCapability(f"openai:{self.model}: the server at {self.urls[0]} does not return prompt "
                                         "log-probabilities (completions echo+logprobs); use --model-arg scoring=topk")
             scorer = self._score_echo
         else:
             if endpoint == "chat" and any(r.prefill or len(r.continuation) > 1 for r in requests):
-                await self._require_chat_prefill(s)  # later top-k steps continue the assistant turn
+                await self.prompting.require_chat_prefill(s)  # later top-k steps continue the assistant turn
             scorer = self._score_topk
-        return list(await asyncio.gather(*(scorer(s, i, r) for i, r in enumerate(requests))))
+        if not self.prompting.ordered:
+            return list(await asyncio.gather(*(scorer(s, i, r) for i, r in enumerate(requests))))
+        # a llama.cpp server: whole requests (all their top-k steps) one after another per slot, in prefix order
+        gate = asyncio.Semaphore(self.prompting.per_server * len(self.urls))
+
+        async def held(i: int) -> float:
+            async with gate:
+                return await scorer(s, i, requests[i])
+
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].prompt + requests[i].prefill,
+                                                            requests[i].continuation))
+        tasks = {i: asyncio.ensure_future(held(i)) for i in order}  # they queue at the gate in this order
+        return list(await asyncio.gather(*(tasks[i] for i in range(len(requests)))))
 
     async def _probe_echo(self, s: _Session) -> bool:
         status, d = await s.status_of("/completions", {"model": self.model, "prompt": "Hello world", "max_tokens": 1,
@@ -313,9 +317,12 @@ class OpenAIBackend(Backend):
             return False
 
     async def _score_echo(self, s: _Session, i: int, req: ScoreRequest) -> float:
-        context = req.prompt + req.prefill
+        gen = GenerationRequest(req.prompt, req.prefill, 1)
+        body = self._body(self._endpoint or "completions", gen, req.prefill, 1)
+        context = body.pop("prompt")
         full = context + req.continuation
-        body = {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 0}
+        body.pop("stop", None)
+        body.update(prompt=full, temperature=0, echo=True, logprobs=0)
 
         def parse(d: dict) -> float:
             lp = d["choices"][0]["logprobs"]
@@ -331,12 +338,12 @@ class OpenAIBackend(Backend):
     async def _score_topk(self, s: _Session, i: int, req: ScoreRequest) -> float:
         endpoint = self._endpoint or "completions"
         k = self.config.logprobs_top_k
-        path, parse = ("/completions", _top_completions) if endpoint == "completions" else ("/chat/completions", _top_chat)
+        path, parse = ("/chat/completions", _top_chat) if endpoint == "chat" else ("/completions", _top_completions)
         total, done = 0.0, ""
         for _ in range(len(req.continuation)):  # each step consumes at least one character
             gen = GenerationRequest(req.prompt, req.prefill + done, 1)
             body = self._body(endpoint, gen, gen.prefill, 1)
-            body.update({"logprobs": k} if endpoint == "completions" else {"logprobs": True, "top_logprobs": k})
+            body.update({"logprobs": True, "top_logprobs": k} if endpoint == "chat" else {"logprobs": k})
             top = await s.post(path, body, describe(i, req), parse, affinity=req.prompt)
             rest = req.continuation[len(done):]
             fits = [t for t in top if t and rest.startswith(t)]

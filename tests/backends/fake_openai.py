@@ -8,6 +8,12 @@ receives and every response it has finished writing, with the request's key (a h
 body), so a test can tell which calls were answered before a kill and which were asked for
 again. It can be slowed (`delay` seconds per request) to leave time for a kill, and can call
 `on_request(path, key)` as each request arrives (to look at the client's cache then).
+
+It can also pass for other servers: llama.cpp's C++ server (`props`: what GET /props answers,
+`owned_by` in /v1/models), vLLM (`continue_final_message`: a prefilled chat turn is left open,
+so its prompt is shorter), a server without /completions (`completions=False`), and a hosted
+API that answers 400 to a body field it does not know (`strict`). It keeps every POST body
+(`bodies`) and the most requests it had in flight at once (`max_in_flight`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -40,11 +47,22 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+# What OpenAI's API takes in a completions or chat body (a hosted API refuses anything else).
+OPENAI_FIELDS = {"model", "prompt", "messages", "max_tokens", "temperature", "seed", "stop", "logprobs",
+                 "top_logprobs", "echo", "n", "top_p", "suffix", "user"}
+
+
 class FakeOpenAI:
-    def __init__(self, model: str = "fake-model", delay: float = 0.0, on_request=None):
+    def __init__(self, model: str = "fake-model", delay: float = 0.0, on_request: Callable | None = None,
+                 props: dict | None = None, owned_by: str | None = None, continue_final_message: bool = False,
+                 completions: bool = True, strict: bool = False):
         self.model, self.delay, self.on_request = model, delay, on_request
+        self.props, self.owned_by, self.completions, self.strict = props, owned_by, completions, strict
+        self.continue_final_message = continue_final_message
         self.received: list[tuple[float, str, str]] = []  # (time, path, key)
         self.answered: list[tuple[float, str, str]] = []  # (time the response was written, path, key)
+        self.bodies: list[tuple[str, dict]] = []  # (path, body) of every POST, in arrival order
+        self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
 
     @property
@@ -66,31 +84,53 @@ class FakeOpenAI:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                    entry = {"id": server.model, "object": "model"}
+                    entry.update({"owned_by": server.owned_by} if server.owned_by else {})
+                    self._send(200, {"object": "list", "data": [entry]})
+                elif self.path == "/props" and server.props is not None:
+                    self._send(200, server.props)
                 else:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 key = body_key(body)
+                data = json.loads(body)
                 with server._lock:
                     server.received.append((time.monotonic(), self.path, key))
+                    server.bodies.append((self.path, data))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(key, data)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, key: str, data: dict) -> None:
                 if server.on_request is not None:
                     server.on_request(self.path, key)
                 if server.delay:
                     time.sleep(server.delay)
-                data = json.loads(body)
+                unknown = sorted(set(data) - OPENAI_FIELDS)
+                if server.strict and unknown:
+                    self._send(400, {"error": {"message": f"Unrecognized request argument supplied: {unknown[0]}"}})
+                    return
+                prompt_tokens = len(json.dumps(data)) // 4
                 if self.path.endswith("/chat/completions"):
                     text = "".join(m["content"] for m in data["messages"])
                     out = {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text(text)},
                                         "finish_reason": "stop"}]}
-                elif self.path.endswith("/completions"):
+                    if server.continue_final_message:  # as vLLM renders it: an open turn is shorter than a closed one
+                        prompt_tokens = len(text) // 4 + 8 * len(data["messages"])
+                        prompt_tokens -= 5 if data.get("continue_final_message") else 0
+                elif self.path.endswith("/completions") and server.completions:
                     out = {"choices": [{"index": 0, "text": reply_text(data["prompt"]), "finish_reason": "stop"}]}
                 else:
                     self._send(404, {"error": "not found"})
                     return
                 out.update(object="text_completion", model=server.model,
-                           usage={"prompt_tokens": len(json.dumps(data)) // 4, "completion_tokens": 4})
+                           usage={"prompt_tokens": prompt_tokens, "completion_tokens": 4})
                 try:
                     self._send(200, out)
                 except (BrokenPipeError, ConnectionResetError):  # the client is gone: not answered
