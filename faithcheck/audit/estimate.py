@@ -1,171 +1,301 @@
 """`faithcheck audit --estimate`: what an audit will cost before paying for it, whatever the cache holds.
 
-Exact wherever the cache allows: every item's baseline requests are looked up, and for each
-item whose baseline CoT is cached the trace is rebuilt from the cache and every probe
-variant's requests are looked up too (rule-based rewrites cost nothing). An item whose
-baseline is not cached cannot be known before the model writes its CoT: the first few of
-those are run for real (calibration; their calls land in the cache, so nothing is wasted)
-and the rest are extrapolated from them. The time per call comes only from calls computed
-here: the calibration's, or, when every baseline is cached, a few of the missing calls.
-Nothing to compute gives a sentence saying so instead of a time.
+Exact: every item whose baseline CoT is in the cache. Its trace is rebuilt from the cache and
+every call of its probe variants looked up (rule-based rewrites cost nothing), so its calls
+and their prompt tokens are counted exactly; what the model will generate in the calls not
+cached is extrapolated.
+
+Measured, on the cheapest calls, within about `WINDOW` seconds of model calls (`_calibrate`):
+forced answers (a few tokens each) and CoT generation, one call at a time and in batches,
+so the time of a batch of the audit's width follows. As many baselines as fit the window
+are run in full: they are real calls of the audit (cached, not wasted), so on a fast model
+every item ends up exact.
+
+Extrapolated: the CoT of every item still unknown. The point estimate gives each one, in
+turn, a CoT of this model on this task seen here or in the cache; the range gives each the
+shortest one seen (or a capped sample, when none finished) and, as the only hard bound, a
+CoT as long as the task's budget allows. The item's calls are then built from that CoT
+exactly as the audit builds them (`_projection.py`), and tokens become time at the
+measured rates.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from faithcheck.audit.pipeline import baseline, baseline_samples, expand_samples, resolve_rewrites
+import numpy as np
+
+from faithcheck.audit._projection import Projection, Sizes, StandIn, Walk, budget_long, prefix_shared
+from faithcheck.audit.pipeline import baseline
 from faithcheck.backends import load_backend
-from faithcheck.engine.answering import resolve
+from faithcheck.engine.answering import Query, answer_request
 from faithcheck.engine.cache import CallCache, default_cache_path
 from faithcheck.engine.engine import Engine
 from faithcheck.probes import ProbeContext, get_probes
 from faithcheck.records import Completion, GenerationRequest
 from faithcheck.tasks import configure_task, get_task, task_options
 
-CALIBRATION_ITEMS = 3
-TIMING_CALLS = 8
-NOT_CACHED = "not in the cache (estimate: never computed here)"
+WINDOW = 25.0  # seconds of model calls calibration may spend (loading and walking the audit come on top)
+FIRST_CAP = 8  # tokens of the first, timing-only CoT
+MAX_FORCED = 64  # forced answers timed in one batch, at most
 
 
 @dataclass(frozen=True)
-class Call:
-    """One distinct request of the audit, as the estimate saw it."""
+class Projected:
+    """The calls still to compute under one guess at the unknown CoTs, and their time."""
 
-    request: GenerationRequest
-    cached: bool                  # in the cache before the estimate ran
-    prompt_tokens: int
-    generated_tokens: int | None  # None: not computed yet
-    completion: Completion | None = None
-    follow_up: bool = False       # a forced answer after a CoT the model wrote without one
-
-
-class _Ledger:
-    def __init__(self, backend):
-        self.backend = backend
-        self.calls: dict[str, Call] = {}
-
-    def note(self, key: str, request: GenerationRequest, cached: bool, comp: Completion | None, desc: str) -> None:
-        if key in self.calls:
-            return
-        prompt = (comp.n_prompt_tokens if comp is not None else 0) or self.backend.count_tokens(request.text)
-        generated = comp.n_generated_tokens if comp is not None and comp.error is None else None
-        self.calls[key] = Call(request, cached, prompt, generated, comp, desc.endswith("(forced answers)"))
-
-    def unseen(self, requests: list[GenerationRequest], cache: CallCache) -> tuple[list[str], dict[str, Completion]]:
-        """Keys of the distinct requests not recorded yet, and those of them the cache holds."""
-        new = list({r.key(): None for r in requests if r.key() not in self.calls})
-        return new, (cache.get_many(self.backend.identity.cache_key, new) if new else {})
+    calls: int
+    forced: int                # forced answers
+    writing: int               # calls where the model writes a CoT
+    prompt_tokens: int         # as sent
+    generated_tokens: int
+    shared_prompt_tokens: int  # prompt tokens left when each shared prefix is computed once
+    seconds: float | None
 
 
-class CacheWalk(Engine, _Ledger):
-    """An engine that answers only from the cache and records every distinct request it is
-    asked for, cached or not. It never calls the model: a request it cannot answer comes
-    back as a failed call, so whatever depends on it is left for calibration to estimate."""
+@dataclass(frozen=True)
+class Rates:
+    """Seconds fitted on the calls timed here. A batch of forced answers costs `per_batch` +
+    `per_answer` each; a batch of CoTs `per_step` per decoding step (its longest CoT) +
+    `per_token` per generated token. `width`: the backend's batch size (1: one call at a
+    time), which turns those into the audit's seconds per call and per token."""
 
-    def __init__(self, backend, cache: CallCache):
+    width: int = 1
+    per_batch: float | None = None
+    per_answer: float | None = None
+    per_step: float | None = None
+    per_token: float | None = None
+    forced_calls: int = 0
+    writing_calls: int = 0
+    writing_tokens: int = 0
+    widest: int = 0  # the widest batch timed
+
+    def forced_seconds(self, calls: int) -> float | None:
+        if not calls:
+            return 0.0
+        if self.per_answer is None:
+            return None
+        return math.ceil(calls / self.width) * self.per_batch + calls * self.per_answer
+
+    def writing_seconds(self, calls: int, tokens: int) -> float | None:
+        if not calls:
+            return 0.0
+        if self.per_token is None:
+            return None
+        return math.ceil(calls / self.width) * tokens / calls * self.per_step + tokens * self.per_token
+
+    def seconds(self, forced: int, writing: int, tokens: int) -> float | None:
+        a, b = self.forced_seconds(forced), self.writing_seconds(writing, tokens)
+        return None if a is None or b is None else a + b
+
+
+def _fit(columns: np.ndarray, seconds: np.ndarray) -> tuple[float, float]:
+    """Non-negative least squares of seconds on two columns; all on the second when the
+    rows cannot tell them apart (one row, or a backend that runs one call at a time)."""
+    from scipy.optimize import nnls
+
+    if len(seconds) > 1 and np.linalg.matrix_rank(columns) == 2:
+        (a, b), _ = nnls(columns, seconds)
+        return float(a), float(b)
+    return 0.0, float(seconds.sum() / max(columns[:, 1].sum(), 1e-9))
+
+
+class Recorder(Engine):
+    """The real engine, keeping what it computed and how long each run of one kind took:
+    rows of (forced answers?, calls, generated tokens, seconds)."""
+
+    def __init__(self, backend, cache: CallCache, forced_budget: int):
         Engine.__init__(self, backend, cache, progress=False)
-        _Ledger.__init__(self, backend)
+        self.forced_budget = forced_budget
+        self.width = max(1, int(getattr(backend, "batch_size", None) or 1))
+        self.computed: dict[str, tuple[GenerationRequest, Completion]] = {}
+        self.rows: list[tuple[bool, int, int, float]] = []
+        self.seconds = 0.0  # in model calls, all runs
 
     def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
-        unique = {r.key(): r for r in requests}
-        new, found = self.unseen(requests, self.cache)
-        for k in new:
-            self.note(k, unique[k], k in found, found.get(k), desc)
-        out = []
-        for r in requests:
-            call = self.calls[r.key()]
-            out.append(call.completion if call.cached else Completion("", error=NOT_CACHED))
-        return out
-
-    def missing(self) -> int:
-        return sum(not c.cached for c in self.calls.values())
-
-
-class Recorder(Engine, _Ledger):
-    """The real engine, recording each distinct request and whether the cache already held it."""
-
-    def __init__(self, backend, cache: CallCache):
-        Engine.__init__(self, backend, cache, progress=False)
-        _Ledger.__init__(self, backend)
-
-    def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
-        new_keys, before = self.unseen(requests, self.cache)
-        new = set(new_keys)
+        keys = list(dict.fromkeys(r.key() for r in requests))
+        before = self.cache.get_many(self.backend.identity.cache_key, keys)
+        started = time.monotonic()
         out = Engine.run(self, requests, desc)
-        for r, comp in zip(requests, out):
-            if r.key() in new:
-                self.note(r.key(), r, r.key() in before, comp, desc)
+        seconds = time.monotonic() - started
+        self.seconds += seconds
+        new = {r.key(): (r, c) for r, c in zip(requests, out) if r.key() not in before}
+        self.computed.update(new)
+        kinds = {r.max_new_tokens == self.forced_budget for r, _ in new.values()}
+        if new and len(kinds) == 1 and all(c.error is None for _, c in new.values()):
+            self.rows.append((kinds.pop(), len(new), sum(c.n_generated_tokens for _, c in new.values()), seconds))
         return out
+
+    def rates(self) -> Rates:
+        """`Rates` fitted on every timed run but the first (which warms the model up), unless
+        it is the only one of its kind."""
+        def kind(forced: bool) -> list[tuple[bool, int, int, float]]:
+            return [r for r in self.rows[1:] if r[0] == forced] or [r for r in self.rows[:1] if r[0] == forced]
+
+        w = self.width
+        rates = Rates(w)
+        forced, writing = kind(True), kind(False)
+        if forced:
+            calls, seconds = (np.array([r[i] for r in forced], dtype=float) for i in (1, 3))
+            per_batch, per_answer = _fit(np.c_[np.ceil(calls / w), calls], seconds)
+            rates = replace(rates, per_batch=per_batch, per_answer=per_answer, forced_calls=int(calls.sum()))
+        if writing:
+            calls, tokens, seconds = (np.array([r[i] for r in writing], dtype=float) for i in (1, 2, 3))
+            tokens = np.maximum(tokens, 1.0)
+            per_step, per_token = _fit(np.c_[np.ceil(calls / w) * tokens / calls, tokens], seconds)
+            rates = replace(rates, per_step=per_step, per_token=per_token, writing_calls=int(calls.sum()),
+                            writing_tokens=int(tokens.sum()))
+        return replace(rates, widest=max((r[1] for r in self.rows), default=0))
 
 
 @dataclass(frozen=True)
 class AuditEstimate:
     """The cost of an audit: its calls (cached, computed by the estimate, still to compute),
-    the tokens still to compute, and the time they will take."""
+    the tokens still to compute and their time: a point estimate with a range."""
 
     model: str
     task: str
     probes: tuple[str, ...]
     n_items: int
-    exact_items: int          # items whose every call was looked up in the cache
-    calibration_items: int    # items run for real by the estimate
-    extrapolated_items: int   # items estimated from the calibration items
-    calls_cached: int         # distinct calls already in the cache
-    calls_computed_now: int   # computed by the estimate itself (now cached)
-    calls_to_compute: int     # still to compute (extrapolated part rounded)
-    prompt_tokens_to_compute: int
-    generated_tokens_to_compute: int
-    computed_token_share: float | None  # tokens computed after prefix sharing / prompt + generated, measured
-    seconds_per_call: float | None      # measured on the calls computed now
-    timed_calls: int
+    exact_items: int           # items whose baseline CoT was in the cache: every call looked up
+    calibration_items: int     # items whose baseline the estimate computed in full (then looked up)
+    extrapolated_items: int    # items given a stand-in CoT
+    calls_cached: int          # distinct calls of the audit already in the cache
+    calls_computed_now: int    # calls of the audit the estimate computed (now cached)
+    calls_outside: int         # calls the estimate computed only to time them (not the audit's)
+    point: Projected | None    # None: no complete CoT seen, only a range
+    low: Projected | None
+    high: Projected | None
+    rates: Rates = field(default_factory=Rates)
+    cots_seen: tuple[int, ...] = ()  # generated tokens of the complete CoTs stand-ins are drawn from
+    cut_sample: int | None = None    # tokens of a capped sample that had not finished (its CoT is longer)
+    cot_budget: int = 0
+    calibration_seconds: float = 0.0  # in the model calls it made
     note: str = ""
 
     @property
-    def calls_total(self) -> int:
-        return self.calls_cached + self.calls_computed_now + self.calls_to_compute
+    def calls_to_compute(self) -> int | None:
+        return None if self.point is None else self.point.calls
+
+    @property
+    def prompt_tokens_to_compute(self) -> int | None:
+        return None if self.point is None else self.point.prompt_tokens
+
+    @property
+    def generated_tokens_to_compute(self) -> int | None:
+        return None if self.point is None else self.point.generated_tokens
+
+    @property
+    def calls_total(self) -> int | None:
+        return None if self.point is None else self.calls_cached + self.calls_computed_now + self.point.calls
 
     @property
     def minutes(self) -> float | None:
-        if not self.calls_to_compute or self.seconds_per_call is None:
+        if self.point is None or not self.point.calls or self.point.seconds is None:
             return None
-        return self.seconds_per_call * self.calls_to_compute / 60
+        return self.point.seconds / 60
 
     def __str__(self) -> str:
-        approx = "~" if self.extrapolated_items else ""
-        lines = [
-            f"estimate for {self.model} on {self.task}: {self.n_items} items, probes {', '.join(self.probes)}",
-            f"  model calls:        {approx}{self.calls_total:,} in all: {self.calls_cached:,} already in the cache, "
-            f"{self.calls_computed_now:,} computed by this estimate (now cached), "
-            f"{approx}{self.calls_to_compute:,} still to compute",
-            f"  items:              {self.exact_items} looked up exactly in the cache, {self.calibration_items} run "
-            f"for calibration, {self.extrapolated_items} extrapolated from them",
-        ]
-        if self.calls_to_compute:
-            lines.append(f"  tokens to compute:  ~{self.prompt_tokens_to_compute:,} prompt + "
-                         f"~{self.generated_tokens_to_compute:,} generated (as sent; before prefix sharing)")
-            if self.computed_token_share is not None:
-                sent = self.prompt_tokens_to_compute + self.generated_tokens_to_compute
-                lines.append(f"  computed tokens:    ~{int(sent * self.computed_token_share):,} after prefix sharing "
-                             f"({self.computed_token_share:.0%} of prompt + generated, measured on the calls computed now)")
-            if self.minutes is not None:
-                lines.append(f"  time estimate:      ~{self.minutes:.1f} min for {approx}{self.calls_to_compute:,} calls at "
-                             f"{self.seconds_per_call * 1000:.0f} ms/call, measured on {self.timed_calls} calls computed "
-                             "now (an upper bound: batching only lowers it)")
-            else:
-                lines.append("  time estimate:      none: no call could be timed here")
-        else:
-            lines.append("  time estimate:      none needed: every call of this audit is already in the cache; "
-                         "the audit will only re-score them")
-        if self.note:
-            lines.append(f"  note:               {self.note}")
-        return "\n".join(lines)
+        from faithcheck.audit._estimate_text import render
+
+        return render(self)
 
 
-def _writes(call: Call, task) -> bool:
-    """A request where the model writes a CoT (it may need a forced answer after it)."""
-    return call.request.max_new_tokens != task.max_answer_tokens
+@dataclass
+class Evidence:
+    """The CoTs of this model on this task that stand-ins are drawn from."""
+
+    complete: dict[str, Completion] = field(default_factory=dict)  # item prompt -> its whole baseline completion
+    cut: Completion | None = None  # a capped sample that had not finished: its item's CoT is longer
+    ran_full: bool = False  # the sampled CoT was the audit's own call, in full
+
+
+def _calibrate(rec: Recorder, task, walk: Walk, unknown, lookup: Projection, sizes: Sizes, evidence: Evidence) -> None:
+    """Time the cheapest calls, then run as many baselines as the window allows:
+    1. two no-CoT forced answers, one at a time (the first warms the model up);
+    2. a CoT capped at FIRST_CAP tokens, for a first generation rate;
+    3. one CoT in full when it fits 60% of what is left, else capped at what does;
+    4. forced answers as the audit sends them (those of the CoT seen), in a quarter of what is left;
+    5. when that CoT ended, further baselines in full, in batches, while they fit the window."""
+    left = lambda: WINDOW - rec.seconds  # noqa: E731
+    prompts = {task.prompt(i) for i in unknown}
+    baselines = {c.request.prompt: c.request for c in lookup.missing() if c.request.prompt in prompts
+                 and not c.forced and not c.request.prefill and c.request.temperature == 0}
+    no_cot = [answer_request(task, task.prompt(i), task.force_answer(""), Query(task.prompt(i), "", "answer"))
+              for i in unknown]
+    forced_pool = no_cot + [c.request for c in lookup.missing() if c.forced]
+    writing_pool = [baselines[task.prompt(i)] for i in unknown if task.prompt(i) in baselines] + \
+        [c.request for c in lookup.missing() if not c.forced and c.request.prompt not in prompts]
+    for r in forced_pool[:2]:
+        rec.run([r], "estimate: forced answers")
+    if writing_pool:  # a few generated tokens, on another question than the sample's
+        short = writing_pool[min(1, len(writing_pool) - 1)]
+        rec.run([replace(short, max_new_tokens=min(FIRST_CAP, short.max_new_tokens))], "estimate: CoT speed")
+    if writing_pool and left() > 0:
+        _sample(rec, writing_pool[0], writing_pool[0].prompt in baselines, evidence, left)
+    _forced_in_order(rec, task, walk, unknown, sizes, evidence, forced_pool[2:], 0.25 * left())
+    if unknown and writing_pool and (evidence.ran_full or writing_pool[0].prompt in evidence.complete):
+        _more_baselines(rec, task, unknown[1:], left)
+
+
+def _sample(rec: Recorder, first: GenerationRequest, is_baseline: bool, evidence: Evidence, left) -> None:
+    """One CoT in full when the rates so far say it fits 60% of what is left of the window,
+    else capped at what does: its time gives the generation rate, its length the evidence."""
+    rates = rec.rates()
+    per_token = (rates.per_step or 0.0) + (rates.per_token or 0.0)
+    fits = int(0.6 * left() / max(per_token, 1e-9))
+    if fits >= first.max_new_tokens:
+        done = rec.run([first], "estimate: a CoT")[0]
+        evidence.ran_full = done.error is None
+        if is_baseline and done.error is None:
+            evidence.complete[first.prompt] = done
+        return
+    done = rec.run([replace(first, max_new_tokens=max(2 * FIRST_CAP, fits))], "estimate: a capped CoT")[0]
+    if is_baseline and done.error is None:
+        if done.finish_reason == "length":
+            evidence.cut = done
+        else:  # it ended before its cap: what the full call writes
+            evidence.complete[first.prompt] = done
+
+
+def _more_baselines(rec: Recorder, task, items, left) -> None:
+    """Full baselines of further unknown items, in batches of as many as fit what is left of
+    the window at the seconds per baseline measured last."""
+    writing = [r for r in rec.rows if not r[0]]
+    per = max(writing[-1][3] / writing[-1][1], 1e-6) if writing else None
+    done = 0
+    while per is not None and done < len(items) and per <= left():
+        batch = items[done:done + int(left() / per)]
+        started = time.monotonic()
+        baseline(rec, task, batch, " (estimate)")
+        per = max((time.monotonic() - started) / len(batch), 1e-6)
+        done += len(batch)
+
+
+def _forced_in_order(rec: Recorder, task, walk: Walk, unknown, sizes: Sizes, evidence: Evidence, pool,
+                     seconds: float) -> None:
+    """One batch of forced answers as the audit sends them: those of the CoTs seen (real
+    items' CoTs, else the capped sample standing in), else the audit's own missing ones."""
+    full = task.max_cot_tokens + task.max_answer_tokens
+    ran = {r.prompt: c for r, c in rec.computed.values()
+           if r.max_new_tokens == full and not r.prefill and r.temperature == 0 and c.error is None}
+    complete = {**ran, **evidence.complete}
+    seen = [(i, complete[task.prompt(i)]) for i in unknown if task.prompt(i) in complete]
+    if not seen and evidence.cut is not None and unknown:
+        seen = [(unknown[0], replace(evidence.cut, finish_reason="stop"))]
+    requests = list(pool)
+    if seen:
+        sizes.forget_lookups()
+        sources = {task.prompt(i): c for i, c in seen}
+        one = Projection(rec.backend, sizes, task.max_answer_tokens,
+                         StandIn(task, sources, seen[0][1], task.max_answer_tokens, sizes))
+        walk.run(one, [i for i, _ in seen])
+        requests = [c.request for c in one.missing() if c.forced] or requests
+    per = rec.rates().forced_seconds(1)
+    if requests and seconds > 0 and per:
+        rec.run(requests[:max(4, min(MAX_FORCED, int(seconds / per)))], "estimate: forced answers")
 
 
 def estimate_audit(config) -> AuditEstimate:
@@ -176,110 +306,88 @@ def estimate_audit(config) -> AuditEstimate:
     probe_objs = get_probes(list(config.probes))
     items = list(task.load(config.n, config.seed).items)
     backend = load_backend(config.model, list(config.model_args))
-    configure_task(task, options, backend)
-    cache = CallCache(config.cache_path or default_cache_path())
-    rewriter = None
+    cache = rewriter = None
     try:
-        rewriter = load_rewriter(config.rewriter, list(config.rewriter_args), Engine(backend, cache, progress=False))
-        rule_rewrites = not config.rewriter or config.rewriter == "rules"
+        configure_task(task, options, backend)
+        cache = CallCache(config.cache_path or default_cache_path())
+        rewriter = load_rewriter(None)  # an LLM rewriter is not run: rule-based rewrites stand in for its own
         ctx = ProbeContext(task, config.seed, backend.count_tokens, rewriter, config.samples, config.options)
-        walk = CacheWalk(backend, cache)
-
-        def variant_requests(engine, chosen, traces):
-            by_id = {t.item_id: t for t in traces}
-            c = replace(ctx, rewrites=resolve_rewrites(probe_objs, chosen, by_id, ctx, rewriter))
-            variants = [v for p in probe_objs for i in chosen for v in p.variants(i, by_id[i.id], c)]
-            resolve(engine, task, [q for _, q in expand_samples(variants, config)], "estimate")
-
-        # 1. the cache walk: an item is known when its baseline CoT (and forced answer) is cached
-        known, known_traces, unknown, unknown_keys = [], [], [], set()
-        for item in items:
-            before = set(walk.calls)
-            missing = walk.missing()
-            trace = baseline(walk, task, [item])[0]
-            if walk.missing() == missing:
-                known.append(item)
-                known_traces.append(trace)
-            else:
-                unknown.append(item)
-                unknown_keys |= set(walk.calls) - before
-        if not rule_rewrites:  # an LLM rewriter's calls are not walked: calibrate instead
-            unknown, known, known_traces, unknown_keys = items, [], [], set(walk.calls)
-        baseline_samples(walk, task, known, config)
-        if known:
-            variant_requests(walk, known, known_traces)
-        # 2. calibration: a few unknown items for real, the rest extrapolated from them
-        rec = Recorder(backend, cache)
-        calib = unknown[:CALIBRATION_ITEMS]
-        counters_before = dict(getattr(backend, "counters", {}))
-        started = time.time()
-        if calib:
-            baseline_samples(rec, task, calib, config)
-            variant_requests(rec, calib, baseline(rec, task, calib))
-        computed = [c for c in rec.calls.values() if not c.cached]
-        # 3. what the walk found missing, less what calibration has just computed
-        todo = [c for k, c in walk.calls.items() if not c.cached and k not in rec.calls and k not in unknown_keys]
-        if not computed and todo:  # nothing timed yet: compute a few of the missing calls themselves
-            rec.run([c.request for c in todo[:TIMING_CALLS]], "estimate timing")
-            todo = todo[TIMING_CALLS:]
-            computed = [c for c in rec.calls.values() if not c.cached]
-        seconds = time.time() - started
-        seen = {**{k: c for k, c in walk.calls.items() if k not in unknown_keys}, **rec.calls}
-        answered = [c for c in seen.values() if c.generated_tokens is not None]
-        gen_of = _mean_generated(answered)
-        # a CoT written without an answer needs a forced one after it: at the rate seen so far (else always)
-        writes = [c for c in answered if not c.follow_up and _writes(c, task)]
-        follow_rate = sum(c.follow_up for c in seen.values()) / len(writes) if writes else 1.0
-        extra = round(min(1.0, follow_rate) * sum(_writes(c, task) for c in todo))
-        prompt = sum(c.prompt_tokens for c in todo) + extra * _mean_prompt(answered, task)
-        generated = sum(gen_of(c.request.max_new_tokens) for c in todo) + extra * gen_of(task.max_answer_tokens)
-        to_compute = len(todo) + extra
-        rest = len(unknown) - len(calib)
-        if rest:  # per calibration item: every distinct call it needed, cached or not
-            to_compute += round(rest * len(rec.calls) / len(calib))
-            prompt += rest * sum(c.prompt_tokens for c in rec.calls.values()) / len(calib)
-            generated += rest * sum(c.generated_tokens or 0 for c in rec.calls.values()) / len(calib)
-        cached = len({k for k, c in seen.items() if c.cached})
-        share = _computed_share(backend, counters_before, computed)
-        note = "" if rule_rewrites else "an LLM rewriter's own calls are not counted; items calibrated with it"
-        return AuditEstimate(
-            config.model, config.task, tuple(config.probes), len(items), len(known), len(calib), rest,
-            cached, len(computed), int(to_compute), int(prompt), int(generated), share,
-            seconds / len(computed) if computed else None, len(computed), note,
-        )
+        walk = Walk(task, probe_objs, ctx, rewriter, config)
+        sizes = Sizes(backend, cache)
+        lookup = Projection(backend, sizes, task.max_answer_tokens)
+        walk.run(lookup, items)
+        known = lookup.baselines()
+        unknown = [i for i in items if task.prompt(i) not in known]
+        evidence = Evidence()
+        rec = Recorder(backend, cache, task.max_answer_tokens)
+        _calibrate(rec, task, walk, unknown, lookup, sizes, evidence)
+        return _assemble(config, task, items, walk, sizes, rec, evidence, unknown, rec.seconds)
     finally:
         if rewriter is not None:
             rewriter.close()
-        cache.close()
+        if cache is not None:
+            cache.close()
         backend.close()
 
 
-def _mean_generated(answered: list[Call]):
-    """Mean generated tokens of answered calls with the same token budget (else the budget, an upper bound)."""
-    by_budget: dict[int, list[int]] = {}
-    for c in answered:
-        by_budget.setdefault(c.request.max_new_tokens, []).append(c.generated_tokens or 0)
+def _assemble(config, task, items, walk: Walk, sizes: Sizes, rec: Recorder, evidence: Evidence, unknown,
+              seconds: float) -> AuditEstimate:
+    computed = [(r, c) for r, c in rec.computed.values() if c.error is None and c.n_prompt_tokens]
+    if computed:  # the chat template's own tokens, beyond the text and turns counted
+        sizes.template_tokens = max(0.0, float(np.mean([c.n_prompt_tokens - sizes.counted(r) for r, c in computed])))
+    sizes.forget_lookups()
+    lookup = Projection(rec.backend, sizes, task.max_answer_tokens)
+    baseline(lookup, task, items)
+    prompts = {task.prompt(i) for i in items}
+    cached = {p: c for p, c in lookup.baselines().items() if p in prompts}
+    evidence.complete.update(cached)
+    still = [i for i in items if task.prompt(i) not in cached]
+    seen = [evidence.complete[task.prompt(i)] for i in items if task.prompt(i) in evidence.complete]
+    forced = [c.n_generated_tokens for r, c in rec.computed.values() if r.max_new_tokens == task.max_answer_tokens]
+    answer_tokens = float(np.mean(forced)) if forced else float(task.max_answer_tokens)
+    pool = seen + ([replace(evidence.cut, finish_reason="stop")] if evidence.cut is not None else [])
 
-    def of(budget: int) -> float:
-        seen = by_budget.get(budget)
-        return sum(seen) / len(seen) if seen else float(budget)
+    def project(pick) -> Projection:
+        sources = {task.prompt(i): evidence.complete.get(task.prompt(i)) or pick(j) for j, i in enumerate(still)}
+        typical = pick(0) if still else (seen[0] if seen else Completion(""))
+        proj = Projection(rec.backend, sizes, task.max_answer_tokens,
+                          StandIn(task, {**sources, **cached}, typical, answer_tokens, sizes))
+        walk.run(proj, items)
+        return proj
 
-    return of
+    point = project(lambda j: seen[j % len(seen)]) if seen or not still else None
+    low = high = point
+    if still and pool:
+        shortest = min(pool, key=lambda c: c.n_generated_tokens)
+        longest = budget_long(task, max(pool, key=lambda c: c.n_generated_tokens), sizes)
+        low, high = project(lambda j: shortest), project(lambda j: longest)
+    calls = (point or low).calls if (point or low) else {}
+    mine = set(rec.computed)
+    rates = rec.rates()
+    note = ""
+    if config.rewriter and config.rewriter != "rules":
+        note = ("with an LLM rewriter: its own calls are not counted, and the variants are built with rule-based "
+                "rewrites standing in for its rewrites (so its cached variants are not recognised)")
+    return AuditEstimate(
+        config.model, config.task, tuple(config.probes), len(items), len(items) - len(unknown),
+        len(unknown) - len(still), len(still),
+        sum(c.cached and k not in mine for k, c in calls.items()), sum(c.cached and k in mine for k, c in calls.items()),
+        len(mine - set(calls)), *(None if p is None else _summarise(p, rates) for p in (point, low, high)),
+        rates, tuple(c.n_generated_tokens for c in seen),
+        None if evidence.cut is None else evidence.cut.n_generated_tokens,
+        task.max_cot_tokens + task.max_answer_tokens, seconds, note,
+    )
 
 
-def _mean_prompt(answered: list[Call], task) -> float:
-    forced = [c.prompt_tokens for c in answered if c.request.max_new_tokens == task.max_answer_tokens]
-    return sum(forced) / len(forced) if forced else 0.0
+def _summarise(proj: Projection, rates: Rates) -> Projected:
+    todo = proj.missing()
+    forced = [c for c in todo if c.forced]
+    writing = [c for c in todo if not c.forced]
+    prompt = sum(c.prompt_tokens for c in todo)
+    generated = sum(c.generated_tokens for c in todo)
+    shared = round(prompt * prefix_shared([c.request for c in todo])) if todo else 0
+    seconds = rates.seconds(len(forced), len(writing), sum(c.generated_tokens for c in writing))
+    return Projected(len(todo), len(forced), len(writing), prompt, generated, shared, seconds)
 
 
-def _computed_share(backend, before: dict, computed: list[Call]) -> float | None:
-    """Tokens the backend computed (after prefix sharing) per token sent, over the calls computed now."""
-    after = getattr(backend, "counters", {}).get("tokens_computed")
-    if not after or not computed:
-        return None
-    sent = sum(c.prompt_tokens + (c.generated_tokens or 0) for c in computed)
-    done = after - before.get("tokens_computed", 0)
-    return done / sent if sent and done > 0 else None
-
-
-__all__ = ["AuditEstimate", "CacheWalk", "estimate_audit"]
+__all__ = ["AuditEstimate", "Projected", "Rates", "estimate_audit"]

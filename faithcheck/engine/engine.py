@@ -1,11 +1,13 @@
 """The engine: every model call of a run goes through here, once.
 
 It removes duplicate requests, answers what it can from the cache, orders the rest so
-shared prefixes sit together (and long requests go first), claims them in the cache (so
-a second process sharing the cache waits for them instead of computing them again),
-sends them to the backend in chunks, and saves each answered call as it arrives: call by
-call for server backends, and for local backends in chunks sized to take about
-`commit_window` seconds, so a kill loses at most that much work. Progress shows an ETA.
+shared prefixes sit together (grouped by token budget, the cheap forced answers first),
+claims them in the cache (so a second process sharing the cache waits for them instead of
+computing them again), sends them to the backend in chunks, and saves each answered call
+as the backend hands it over: call by call for server backends, batch by batch for hf,
+otherwise in chunks sized to take about `commit_window` seconds, so a kill loses at most
+that much work. The progress bar moves at each hand-over, with an ETA and the generated
+tokens per second.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from faithcheck.backends.base import Backend
@@ -47,25 +51,95 @@ class EngineStats:
 
 
 class Progress:
-    """A one-line progress bar with ETA on stderr (tqdm when available)."""
+    """A one-line progress bar on stderr (tqdm) that moves as calls are answered: call by call
+    on servers, batch by batch on hf (the backend's `generate_stream` hands them over).
 
-    def __init__(self, total: int, desc: str, enabled: bool):
+    Its ETA counts the calls left by token budget (forced answers and CoTs cost very
+    different times, and the engine runs the cheap ones first), each at the seconds per call
+    measured on calls of that budget. A budget with no call timed yet is charged as if each
+    call generated its whole budget at the seconds per generated token seen so far (prompt
+    work included): a generous figure, shown as `ETA <=` until a call of that budget is
+    timed. The bar also shows generated tokens per second. `n` counts the calls done,
+    whether the bar shows or not."""
+
+    def __init__(self, budgets: list[int], desc: str, enabled: bool, clock: Callable[[], float] = time.monotonic):
         self._bar = None
-        if enabled and total:
+        self._clock = clock
+        self.n = 0
+        self._left = Counter(budgets)               # calls still to do, by token budget
+        self._timed: dict[int, list[float]] = {}    # budget -> [calls timed, seconds]
+        self._seconds = 0.0
+        self._generated = 0
+        self._last = clock()
+        if enabled and budgets:
             try:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=desc, unit="call", file=sys.stderr, dynamic_ncols=True, leave=False)
+                self._bar = tqdm(total=len(budgets), desc=desc, unit="call", file=sys.stderr, dynamic_ncols=True,
+                                 leave=False, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} calls [{elapsed}{postfix}]",
+                                 postfix="ETA ?")
             except ImportError:  # pragma: no cover - tqdm is a dependency
                 self._bar = None
 
-    def update(self, n: int) -> None:
+    def done(self, budgets: list[int], completions: list[Completion]) -> None:
+        """Calls computed here, of these budgets: the time since the last hand-over is theirs."""
+        if not budgets:
+            return
+        now = self._clock()
+        spent, self._last = now - self._last, now
+        for budget in budgets:
+            timed = self._timed.setdefault(budget, [0, 0.0])
+            timed[0] += 1
+            timed[1] += spent / len(budgets)
+        self._seconds += spent
+        self._generated += sum(c.n_generated_tokens for c in completions)
+        self._advance(budgets)
+
+    def found(self, budgets: list[int]) -> None:
+        """Calls another process computed: counted, not timed (the wait for them is not ours)."""
+        self._last = self._clock()
+        self._advance(budgets)
+
+    def eta(self) -> tuple[float, bool] | None:
+        """(seconds left, whether a budget with no call timed yet was charged in full), or None
+        before any call is timed."""
+        if not self._timed:
+            return None
+        per_token = self._seconds / max(1, self._generated)
+        left, bound = 0.0, False
+        for budget, n in self._left.items():
+            if not n:
+                continue
+            timed = self._timed.get(budget)
+            if timed:
+                left += n * timed[1] / timed[0]
+            else:
+                left, bound = left + n * budget * per_token, True
+        return left, bound
+
+    def postfix(self) -> str:
+        eta = self.eta()
+        if eta is None:
+            return "ETA ?"
+        rate = self._generated / self._seconds if self._seconds > 0 else 0.0
+        left, bound = eta
+        return f"ETA {'<=' if bound else ''}{_clock_time(left)}, {rate:.1f} tok/s"
+
+    def _advance(self, budgets: list[int]) -> None:
+        self._left.subtract(budgets)
+        self.n += len(budgets)
         if self._bar is not None:
-            self._bar.update(n)
+            self._bar.set_postfix_str(self.postfix(), refresh=False)
+            self._bar.update(len(budgets))
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
 def prefix_order(requests: list[GenerationRequest]) -> list[int]:
@@ -140,7 +214,7 @@ class Engine:
         self.stats.cache_hits += len(done)
         todo = [r for k, r in unique.items() if k not in done]
         todo = [todo[i] for i in prefix_order(todo)]
-        bar = Progress(len(todo), f"{self.label}: {desc}" if self.label else desc, self.progress)
+        bar = Progress([r.max_new_tokens for r in todo], f"{self.label}: {desc}" if self.label else desc, self.progress)
         renewal = _Renewal(self.cache) if self.cache and todo else None
         try:
             while todo:
@@ -168,7 +242,7 @@ class Engine:
                     done.update(found)
                     self.stats.cache_hits += len(found)
                     self.stats.from_other_processes += len(found)
-                    bar.update(len(found))
+                    bar.found([r.max_new_tokens for r in chunk if r.key() in found])
                     chunk = [r for r in chunk if r.key() not in found]
                 mine = set(self.cache.claim(fp, [r.key() for r in chunk]))
                 theirs += [r for r in chunk if r.key() not in mine]
@@ -190,7 +264,7 @@ class Engine:
                 got.add(i)
                 done[chunk[i].key()] = comp
                 self._count(comp)
-            bar.update(len(pairs))
+            bar.done([chunk[i].max_new_tokens for i, _ in pairs], [c for _, c in pairs])
 
         self.backend.generate_stream(chunk, emit)
         if len(got) != len(chunk):
