@@ -7,14 +7,19 @@ stage 1 produced none. The baseline trace and every probe variant go through her
 A CoT that ran out of its token budget before stating an answer is marked `budget_hit`:
 the answer forced after it is a guess mid-reasoning, so it is kept in `forced` for the
 record but not returned as the model's answer.
+
+A forced answer that runs out of its own (short) budget before it can be read, typically an
+expression cut mid-way ("The answer is 2 * 12 + 2 * 8 + 2 *"), is continued once with the
+same budget (`extend_cut_answers`), so the model finishes what it was writing and the answer
+is read from the whole; one still unreadable is unparseable, as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from faithcheck.engine.engine import Engine
-from faithcheck.records import GenerationRequest
+from faithcheck.records import Completion, GenerationRequest
 from faithcheck.tasks._text import think_closed
 from faithcheck.tasks.base import Task
 
@@ -58,6 +63,10 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
             first.append(GenerationRequest(q.prompt, q.prefill, task.max_cot_tokens + task.max_answer_tokens,
                                            task.cot_stop, q.temperature, q.seed, context))
     results = engine.run(first, desc=desc)
+    in_answer_mode = [i for i, q in enumerate(queries) if q.mode == "answer"]
+    extended = extend_cut_answers(engine, task, [(first[i], results[i]) for i in in_answer_mode], desc)
+    for i, comp in zip(in_answer_mode, extended):
+        results[i] = comp
     answered: list[Answered | None] = []
     follow_ups: list[tuple[int, GenerationRequest, str]] = []
     for i, (q, comp) in enumerate(zip(queries, results)):
@@ -78,6 +87,7 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
                 answered.append(Answered(cot, answer, comp.text, False))
     if follow_ups:
         second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)")
+        second = extend_cut_answers(engine, task, [(r, c) for (_, r, _), c in zip(follow_ups, second)], desc)
         for (i, _, cot), comp in zip(follow_ups, second):
             written = results[i].text + "\n" + task.answer_prefix + comp.text
             if comp.error is not None:
@@ -89,3 +99,24 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
             else:
                 answered[i] = Answered(cot, answer, written, False)
     return [a for a in answered if a is not None]
+
+
+def extend_cut_answers(engine: Engine, task: Task, pairs: list[tuple[GenerationRequest, Completion]],
+                       desc: str) -> list[Completion]:
+    """The completions of `pairs` (forced-answer request, completion), in order, each answer
+    that hit its budget unread continued once from where it stopped and joined to it."""
+    cut = [k for k, (req, comp) in enumerate(pairs)
+           if comp.error is None and comp.finish_reason == "length" and task.parse_answer(task.answer_prefix + comp.text) is None]
+    out = [comp for _, comp in pairs]
+    if not cut:
+        return out
+    more = engine.run([replace(pairs[k][0], prefill=pairs[k][0].prefill + pairs[k][1].text) for k in cut],
+                      desc=f"{desc} (answers cut by their budget)")
+    for k, extra in zip(cut, more):
+        if extra.error is not None:
+            continue  # the first part stands: unparseable, not a failed call
+        first = pairs[k][1]
+        out[k] = Completion(first.text + extra.text, first.n_prompt_tokens, first.n_generated_tokens + extra.n_generated_tokens,
+                            extra.finish_reason)
+    return out
+
