@@ -9,6 +9,21 @@ separate passes.
 
     python benchmarks/engine.py                      # organism:faithful (n=100) and gemma-3-270m (n=10)
     python benchmarks/engine.py --skip-gemma --n 200
+    python benchmarks/engine.py --qwen-only --qwen-n 100   # Qwen2.5-Coder-0.5B on GSM8K through llamacpp:
+
+A real chat model through `llamacpp:` (Qwen, `--qwen-n` GSM8K items, every default probe,
+fresh call cache) is measured differently: llama.cpp has no padding, so the figures are
+  tokens_computed     prompt tokens llama.cpp evaluated + tokens it generated
+  prefix_tree_tokens  distinct tokens of the prefix tree of every prompt, + tokens generated
+  ratio               tokens_computed / prefix_tree_tokens (target <= 1.15)
+  audit_tok_s         tokens the audit generated / seconds in model calls
+  raw_tok_s           llama.cpp's own generation (`Llama.create_completion`, one request at a
+                      time, greedy) on a sample of the audit's own requests that write a CoT
+                      or a continuation (budget >= 64 tokens), in the same run: tokens
+                      generated / seconds; engine_sample_tok_s: the same sample through
+                      faithcheck's engine (fresh cache)
+  throughput_ratio    audit_tok_s / raw_tok_s (target >= 0.8)
+  audit_seconds       wall time of the whole audit (target <= 30 min at n=100 on 2 cores)
 
 Figures, per model:
   tokens_computed     tokens the engine forwarded through the model (padding included)
@@ -76,6 +91,108 @@ class Recorder:
 
     def __exit__(self, *exc):
         self.backend.generate = self._generate
+
+
+class StreamRecorder:
+    """Keeps every request a streaming backend (llamacpp) is asked for and the tokens it generates."""
+
+    def __init__(self, backend):
+        self.backend, self.requests, self.generated = backend, [], 0
+        self._stream = backend.generate_stream
+
+    def __enter__(self):
+        def generate_stream(requests, emit):
+            self.requests.extend(requests)
+
+            def counted(pairs):
+                self.generated += sum(c.n_generated_tokens for _, c in pairs)
+                emit(pairs)
+
+            self._stream(requests, counted)
+
+        self.backend.generate_stream = generate_stream
+        return self
+
+    def __exit__(self, *exc):
+        self.backend.generate_stream = self._stream
+
+
+def measure_gguf(path: Path, task_name: str, n: int, tmp: Path, sample: int, threads: int = 0, seed: int = 0,
+                 keep_cache: Path | None = None) -> dict:
+    """A full audit of a chat model through llamacpp:, its tokens against the prefix-tree
+    limit, and its generation throughput against llama.cpp's own on its own requests."""
+    import os
+    import random
+
+    model = f"llamacpp:{path}"
+    model_args = [f"threads={threads}"] if threads else []
+    backend = load_backend(model, model_args)
+    load_s = backend.load_seconds
+    if keep_cache is not None and keep_cache.exists():
+        raise SystemExit(f"--keep-cache {keep_cache}: already exists; the audit must start from an empty cache")
+    cache = CallCache(keep_cache or tmp / "qwen.sqlite")
+    config = AuditConfig(model=model, task=task_name, n=n, out=tmp / "qwen-run", progress=False,
+                         model_args=tuple(model_args))
+    load_before = os.getloadavg()[0]
+    with StreamRecorder(backend) as rec:
+        start = time.perf_counter()
+        result = run_audit(config, backend=backend, cache=cache)
+        audit_s = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
+    cache.close()
+    counters = dict(backend.counters)
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    model_s = manifest["engine"]["seconds"]
+    rows = [backend.tokens(r) for r in rec.requests]
+    limit = len(Trie(rows)) + rec.generated
+    computed = counters["tokens_evaluated"] + counters["generated_tokens"]
+
+    # llama.cpp's own generation on a sample of the same requests that write (CoTs, continuations:
+    # budgets of 64 tokens and more), one at a time, with its own reuse of the previous prompt
+    gen = [i for i, r in enumerate(rec.requests) if r.temperature == 0 and r.max_new_tokens >= 64]
+    picked = random.Random(seed).sample(gen, min(sample, len(gen)))
+    llm = backend.llm
+    llm.reset()
+    raw_tokens, raw_s = 0, 0.0
+    for i in picked:
+        req = rec.requests[i]
+        start = time.perf_counter()
+        out = llm.create_completion(rows[i], max_tokens=req.max_new_tokens, temperature=0.0, top_k=1,
+                                    repeat_penalty=1.0, stop=list(req.stop) or None)
+        raw_s += time.perf_counter() - start
+        raw_tokens += out["usage"]["completion_tokens"]
+    # the same sample through faithcheck's engine, fresh cache
+    sample_reqs = [rec.requests[i] for i in picked]
+    cache = CallCache(tmp / "qwen-sample.sqlite")
+    engine = Engine(backend, cache, progress=False)
+    backend._decoder.reset() if backend._decoder is not None else None
+    before = backend.counters["generated_tokens"]
+    start = time.perf_counter()
+    engine.run(sample_reqs)
+    sample_s = time.perf_counter() - start
+    sample_tokens = backend.counters["generated_tokens"] - before
+    cache.close()
+    audit_tok_s = rec.generated / model_s
+    raw_tok_s = raw_tokens / raw_s
+    figures = {
+        "model": model, "task": task_name, "items": n, "probes": list(result.config.probes),
+        "load_seconds": round(load_s, 1), "threads": backend.threads, "parallel": backend.config.parallel,
+        "model_calls": len(rec.requests), "outcomes": len(result.outcomes),
+        "prompt_tokens": counters["prompt_tokens"], "tokens_evaluated": counters["tokens_evaluated"],
+        "generated_tokens": rec.generated,
+        "tokens_computed": computed, "prefix_tree_tokens": limit, "ratio": round(computed / limit, 3),
+        "audit_seconds": round(audit_s, 1), "model_seconds": round(model_s, 1),
+        "audit_tok_s": round(audit_tok_s, 1),
+        "raw_sample_requests": len(picked), "raw_tokens": raw_tokens, "raw_seconds": round(raw_s, 1),
+        "raw_tok_s": round(raw_tok_s, 1), "throughput_ratio": round(audit_tok_s / raw_tok_s, 2),
+        "engine_sample_tok_s": round(sample_tokens / sample_s, 1),
+        "engine_sample_ratio": round(sample_tokens / sample_s / raw_tok_s, 2),
+        "load_average_start": round(load_before, 2), "load_average_end": round(load_after, 2),
+        "verdict": result.verdict.label, "reason": result.verdict.reason,
+        "cot_accuracy": result.summary.get("cot_accuracy"),
+    }
+    backend.close()
+    return figures
 
 
 def peak_rss_mb() -> float:
@@ -190,15 +307,29 @@ def main() -> None:
     parser.add_argument("--gemma-n", type=int, default=10)
     parser.add_argument("--k", type=int, default=16, help="cut points of the early-answering comparison")
     parser.add_argument("--skip-gemma", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads; for Qwen, llama.cpp threads (0: each backend's default)")
+    parser.add_argument("--qwen-n", type=int, default=0,
+                        help="also audit Qwen2.5-Coder-0.5B through llamacpp: on this many GSM8K items (0: skip)")
+    parser.add_argument("--qwen-only", action="store_true", help="only the Qwen measurement")
+    parser.add_argument("--keep-cache", type=Path, default=None,
+                        help="write the Qwen audit's call cache here (a new file) to reuse its calls later")
+    parser.add_argument("--raw-sample", type=int, default=16, help="requests of the Qwen audit re-run raw through llama.cpp")
     args = parser.parse_args()
     model_args = [f"threads={args.threads}"] if args.threads else []
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["organism"] = measure(f"organism:{args.organism}", "modular", args.n, args.k, Path(tmp), model_args)
-        print(json.dumps(results["organism"], indent=1), flush=True)
-        if not args.skip_gemma:
+        if args.qwen_n or args.qwen_only:
+            from faithcheck.pretrained import qwen_gguf
+
+            results["qwen"] = measure_gguf(qwen_gguf(), "gsm8k", args.qwen_n or 100, Path(tmp), args.raw_sample,
+                                           args.threads, keep_cache=args.keep_cache)
+            print(json.dumps(results["qwen"], indent=1), flush=True)
+        if not args.qwen_only:
+            results["organism"] = measure(f"organism:{args.organism}", "modular", args.n, args.k, Path(tmp), model_args)
+            print(json.dumps(results["organism"], indent=1), flush=True)
+        if not args.skip_gemma and not args.qwen_only:
             if not GEMMA.exists():
                 raise SystemExit(f"{GEMMA} missing: run the tests once (they assemble it) or see README")
             results["gemma"] = measure(f"hf:{GEMMA}", args.gemma_task, args.gemma_n, args.k, Path(tmp), model_args,
