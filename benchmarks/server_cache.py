@@ -168,13 +168,13 @@ def main() -> None:
                 print(f"  --cache {str(cache):<5} {order:<8} prompt_cache={mode:<4} wall {r['wall']:6.1f} s  "
                       f"prompt tokens carried {r['carried']:5d}, evaluated {r['evaluated']:5d} "
                       f"({r['logged']} requests logged, {r['hits']} RAM-cache hits)  [{r['server']}]", flush=True)
-    print(f"median over {args.repeats} run(s): wall time, prompt tokens evaluated")
+    print(f"over {args.repeats} run(s), fewest to most: wall time; prompt tokens evaluated")
     for config in configs:
         walls = sorted(r["wall"] for c, r in rows if c == config)
         evals = sorted(r["evaluated"] for c, r in rows if c == config)
         cache, order, mode = config
-        print(f"  --cache {str(cache):<5} {order:<8} prompt_cache={mode:<4} {walls[len(walls) // 2]:6.1f} s "
-              f"{evals[len(evals) // 2]:6d}")
+        print(f"  --cache {str(cache):<5} {order:<8} prompt_cache={mode:<4} {walls[0]:5.1f}-{walls[-1]:5.1f} s; "
+              f"{evals[0]}-{evals[-1]}")
     same = len({tuple(a[r] for r in reqs) for a in answers.values()}) == 1
     print(f"forced answers identical in every configuration: {same}")
     print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
