@@ -175,8 +175,10 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 def test_an_interrupted_rerun_leaves_the_old_run_whole(finished_run):
     root, args = finished_run
     before = _snapshot(root / "run")
-    fresh = [a if a != str(root / "c.sqlite") else str(root / "fresh.sqlite") for a in args]  # slow enough to kill
     for sig in (signal.SIGKILL, signal.SIGINT):
+        # an empty cache for each rerun, so it is slow enough to kill (the first one's saved calls
+        # would let the second finish before the signal)
+        fresh = [a if a != str(root / "c.sqlite") else str(root / f"fresh-{sig.name}.sqlite") for a in args]
         proc = subprocess.Popen([sys.executable, "-m", "faithcheck.cli", *fresh], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         while proc.poll() is None and not (root / f".run.partial-{proc.pid}").exists():
