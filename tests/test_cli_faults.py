@@ -176,9 +176,11 @@ def test_an_interrupted_rerun_leaves_the_old_run_whole(finished_run):
     root, args = finished_run
     before = _snapshot(root / "run")
     for sig in (signal.SIGKILL, signal.SIGINT):
-        # an empty cache for each rerun, so it is slow enough to kill (the first one's saved calls
-        # would let the second finish before the signal)
+        # an empty cache for each rerun and ten times the items, so it is still running when the
+        # signal lands even on a busy machine (the first one's saved calls would let the second
+        # finish before it)
         fresh = [a if a != str(root / "c.sqlite") else str(root / f"fresh-{sig.name}.sqlite") for a in args]
+        fresh[fresh.index("--n") + 1] = "200"
         proc = subprocess.Popen([sys.executable, "-m", "faithcheck.cli", *fresh], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         while proc.poll() is None and not (root / f".run.partial-{proc.pid}").exists():

@@ -16,7 +16,7 @@ from faithcheck.audit.estimate import estimate_audit
 from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.backends import load_backend
 from faithcheck.engine.cache import CallCache
-from faithcheck.paths import data_dir
+from faithcheck.paths import data_dir, shared_datasets
 from faithcheck.records import Completion
 from tests.fakes import ScriptedBackend
 
@@ -116,6 +116,7 @@ class SlowWriter(ScriptedBackend):
         return out
 
 
+@pytest.mark.skipif(not (shared_datasets() / "gsm8k" / "test.jsonl").is_file(), reason="GSM8K data missing")
 def test_a_cot_longer_than_the_window_allows_gives_a_range_and_no_point(tmp_path, monkeypatch):
     """The sampled CoT is still going when its cap is reached: no point estimate, a range from
     a CoT as long as the sample to one as long as the budget, and the sample is not cached as

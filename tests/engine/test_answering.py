@@ -5,7 +5,7 @@ from __future__ import annotations
 from faithcheck.engine.answering import Query, resolve
 from faithcheck.engine.engine import Engine
 from faithcheck.records import Completion, GenerationRequest
-from faithcheck.tasks import get_task
+from faithcheck.tasks.gsm8k import GSM8KTask
 from tests.fakes import ScriptedBackend
 
 
@@ -27,7 +27,14 @@ class BudgetedBackend(ScriptedBackend):
 
 
 def gsm8k():
-    task = get_task("gsm8k")
+    """GSM8K's parser and prompts over a one-row file: no data set needed."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "one.jsonl"
+    path.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    task = GSM8KTask(path)
     return task, task.force_answer("Step one. Step two.")
 
 
