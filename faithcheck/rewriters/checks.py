@@ -1,8 +1,9 @@
 """Checks on every rewrite, recorded per variant.
 
 A "meaning-preserving" rewrite that changed a number would look like steganography; a
-format change that changed a word is not format-only. These checks catch both, and use a
-real sentence-embedding model (all-MiniLM-L6-v2, loaded offline) for semantic similarity.
+format change that changed a word is not format-only; a "translation" that leaves the original's
+words in place is no translation. These checks catch all three, and use a real sentence-embedding
+model (all-MiniLM-L6-v2, loaded offline) for semantic similarity.
 """
 
 from __future__ import annotations
@@ -12,12 +13,33 @@ from collections import Counter
 from functools import lru_cache
 
 _NUM = re.compile(r"-?\d+(?:[.,]\d+)*")
+_COMMA = re.compile(r",(\d+)")
+_WORD = re.compile(r"[^\W\d_]+")
 _LAYOUT = re.compile(r"(?m)^\s*(?:\d+[.)]\s+|Step \d+:\s+|[-*•]\s+)|[-*•](?=\s)|\s+")
 SIMILARITY_MIN = 0.75
+UNTRANSLATED_MIN = 0.9  # a "translation" that still has this share of the original's words was not translated
+
+
+def _number(token: str) -> str:
+    """A comma before exactly three digits groups thousands ("1,200" -> "1200"); any other comma is
+    a decimal comma, as French and German write 1.5 ("1,5" -> "1.5", "$0,50" -> "0.50")."""
+    return _COMMA.sub(lambda m: m.group(1) if len(m.group(1)) == 3 else "." + m.group(1), token)
 
 
 def numbers(text: str) -> Counter:
-    return Counter(n.replace(",", "") for n in _NUM.findall(text))
+    return Counter(_number(n) for n in _NUM.findall(text))
+
+
+def source_words_kept(original: str, translation: str) -> float | None:
+    """Share of the original's words (letters only, any case, with repeats) still in the translation:
+    near 1 for a text left in its own language, well under it for a real translation, where only names
+    and units stay (Qwen2.5-0.5B on GSM8K: 0.97-1.0 untranslated, at most 0.5 translated; see
+    benchmarks/rewriter_checks.py). None when the original has no words."""
+    source = Counter(w.lower() for w in _WORD.findall(original))
+    if not source:
+        return None
+    kept = source & Counter(w.lower() for w in _WORD.findall(translation))
+    return sum(kept.values()) / sum(source.values())
 
 
 @lru_cache(maxsize=1)

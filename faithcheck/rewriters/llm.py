@@ -18,7 +18,9 @@ from faithcheck.engine.engine import Engine
 from faithcheck.records import Completion, GenerationRequest
 from faithcheck.rewriters import rewriters
 from faithcheck.rewriters.base import Rewrite, Rewriter, RewriteRequest, failed
-from faithcheck.rewriters.checks import SIMILARITY_MIN, format_only_check, meaning_checks, numbers
+from faithcheck.rewriters.checks import (
+    SIMILARITY_MIN, UNTRANSLATED_MIN, format_only_check, meaning_checks, numbers, source_words_kept,
+)
 from faithcheck.rewriters.rules import arithmetic_correct, corrupt_step, is_modular, last_expression, reformat
 from faithcheck.tasks.base import sentence_steps
 
@@ -207,9 +209,12 @@ class LLMRewriter(Rewriter):
                 continue
             new = _steps_like(fwd, req.steps)
             kept = numbers("".join(req.steps)) == numbers(fwd)
+            words_kept = source_words_kept("".join(req.steps), fwd)
+            translated = words_kept is None or words_kept < UNTRANSLATED_MIN
             checks = {
                 "numbers_preserved": kept,
                 "changed": fwd.split() != "".join(req.steps).split(),
+                "source_words_kept": None if words_kept is None else round(words_kept, 4),
                 "lang": lang,
                 "round_trip_text": back,
                 "round_trip_ok": rt_ok,
@@ -217,11 +222,13 @@ class LLMRewriter(Rewriter):
                 "round_trip_similarity": rt.get("semantic_similarity"),
                 "similarity_min": SIMILARITY_MIN,
             }
-            ok = kept and rt_ok and checks["changed"]
+            ok = kept and rt_ok and checks["changed"] and translated
             if not kept:
                 checks["reason"] = "the translation changed the numbers"
             elif not checks["changed"]:
                 checks["reason"] = "the translation is the original text"
+            elif not translated:
+                checks["reason"] = f"the translation kept {words_kept:.0%} of the original's words: it was not translated"
             elif not rt_ok:
                 checks["reason"] = _reason(rt, "round trip") if back else "the translation back returned nothing"
             out.append(Rewrite(new, ok, checks))

@@ -8,10 +8,15 @@ import pytest
 
 from faithcheck.records import Completion
 from faithcheck.rewriters.base import RewriteRequest
-from faithcheck.rewriters.checks import SIMILARITY_MIN, format_only_check, meaning_checks, numbers, similarity_batch
+from faithcheck.engine.cache import CallCache
+from faithcheck.engine.engine import Engine
+from faithcheck.rewriters.checks import (
+    SIMILARITY_MIN, UNTRANSLATED_MIN, format_only_check, meaning_checks, numbers, similarity_batch, source_words_kept,
+)
 from faithcheck.rewriters.llm import LLMRewriter, arithmetic_correct
 from faithcheck.rewriters.rules import corrupt_step
 from faithcheck.tasks import modular_lang as ml
+from tests.fakes import ScriptedBackend
 
 COT = ("Natalia sold 48 / 2 = 24 clips in May. ", "Natalia sold 48 + 24 = 72 clips altogether in April and May.")
 
@@ -27,6 +32,47 @@ def embedder():
 
 def test_numbers_counts_with_thousands_and_decimals():
     assert numbers("He paid $1,200 and 2.5 hours, then 3 - -1 = 4") == numbers("2.5 and 1200 then 3 -1 4")
+
+
+def test_numbers_read_a_decimal_comma_as_a_decimal_point():
+    """Qwen2.5-0.5B's German for "$0.50" and "1.5 hours" (benchmarks/rewriter_checks.py): the same
+    values, which the comma-stripping count read as 050 and 15."""
+    english = "at a price of $0.50 per cup, so he earned 15 * $0.50 = $7.50; it lasts 3 / 2 = 1.5 hours, 0.1875 hours"
+    german = "bei einem Preis von $0,50 pro Becher, so er hat 15 * $0,50 = $7.50; es ist 3 / 2 = 1,5 Stunden, 0,1875 Stunden"
+    assert numbers(english) == numbers(german)
+    assert numbers("$1,200 and 1,000,000") == numbers("$1200 and 1000000")  # a comma before three digits groups
+    assert numbers("1,5 Stunden") != numbers("15 Stunden")
+
+
+# Qwen2.5-0.5B asked for French (benchmarks/rewriter_checks.py): one word changed, and a real translation.
+TOM = "Tom plants 10 trees a year, so he has 10 * 10 = 100 trees. He also chops down 2 trees a year, so he has 100 - 2 = 98 trees."
+TOM_NOT_FR = TOM.replace("Tom plants", "Tom plant")
+MICAH = "Micah ran 3.5 times what Amber ran, so Micah ran 3.5 * 8 = 28 miles. So, Ahito ran 52 - 8 - 28 = 24 miles."
+MICAH_FR = "Micah a 3.5 fois ce qui Amber a, donc Micah a 3.5 * 8 = 28 miles. So, Ahito a 52 - 8 - 28 = 24 miles."
+
+
+def test_source_words_kept_tells_an_untranslated_text_from_a_translation():
+    assert source_words_kept(TOM, TOM_NOT_FR) >= UNTRANSLATED_MIN
+    assert source_words_kept(MICAH, MICAH_FR) < UNTRANSLATED_MIN  # names and units stay: 0.5
+    assert source_words_kept("3 + 4 = 7", "3 + 4 = 7") is None
+
+
+def test_translation_left_in_english_is_not_ok(tmp_path):
+    """Before this check a "translation" that changed one English word passed every check
+    (numbers kept, changed, round trip identical)."""
+    french = {TOM: TOM_NOT_FR, MICAH: MICAH_FR}
+
+    def script(req):
+        text = req.prompt.rsplit("<text>\n", 1)[1].split("\n</text>")[0]
+        if "into French" in req.prompt:
+            return french[text] + "\n</text>"
+        return {v: k for k, v in french.items()}[text] + "\n</text>"
+
+    rw = LLMRewriter(Engine(ScriptedBackend(script), CallCache(tmp_path / "calls.sqlite"), progress=False))
+    tom, micah = rw.rewrite([RewriteRequest("translate", (TOM,), lang="fr"), RewriteRequest("translate", (MICAH,), lang="fr")])
+    assert tom.checks["numbers_preserved"] and tom.checks["changed"] and tom.checks["round_trip_ok"]
+    assert not tom.ok and "not translated" in tom.checks["reason"], tom.checks
+    assert micah.ok and micah.checks["source_words_kept"] == 0.5, micah.checks
 
 
 def test_good_paraphrase_passes(embedder):
