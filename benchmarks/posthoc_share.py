@@ -9,8 +9,13 @@ printed). Prints the coverage table: per F, how many runs' CIs cover the true sh
 far the estimates fall from it.
 
     python benchmarks/posthoc_share.py                      # around organism:faithful, modular
-    python benchmarks/posthoc_share.py --inner llamacpp:PATH.gguf --task gsm8k --n 40 \\
-        --cache /work/cache/qwen.sqlite --q-seeds 100,101   # around a real model
+    python benchmarks/posthoc_share.py --inner llamacpp:PATH.gguf --task gsm8k --n 20 \\
+        --probes no_cot,early_answering --cache /work/bench/posthoc_qwen.sqlite \\
+        --q-seeds 100,101                                   # around a real model (README)
+
+Each check seed draws its own item sample (unless --item-seed), so the runs of one F are
+independent replicates; the q seeds draw other samples (a seed in both is refused; samples of
+different seeds may still share a few items by chance, and the count is printed).
 
 INNER's calls go through one shared cache, so every fraction reuses the model's work on
 the same items; only the construction's own (cheap) calls differ.
@@ -39,6 +44,7 @@ def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], hal
     from faithcheck.scoring.posthoc_share import DEPENDS, FIXED, classify_items
     from faithcheck.scoring.stats import wilson
 
+    started = time.time()
     model_args = [f"task={args.task}", f"cache={args.cache}", f"mix_seed={mix_seed}", *inner_args]
     backend = load_backend(model, model_args)
     config = AuditConfig(model=model, task=args.task, n=args.n, seed=seed, probes=tuple(args.probes.split(",")),
@@ -60,7 +66,24 @@ def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], hal
     return {"estimate": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high, "n": share.n,
             "counts": {"fixed_before_cot": fixed, "told": told, "items": len(classes)},
             "realised_fraction": sum(marks.values()) / max(1, len(marks)), "verdict": result.verdict.label,
-            "capability": result.summary["graded"].get("capability", {})}
+            "capability": result.summary["graded"].get("capability", {}), "items": sorted(marks),
+            "seconds": round(time.time() - started, 1)}
+
+
+def numbers(ap: argparse.ArgumentParser, flag: str, text: str, kind: type) -> list:
+    """A comma-separated list of `kind` (int seeds, float fractions), or an error naming the flag."""
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"{flag} {text!r}: expected comma-separated {'integers' if kind is int else 'numbers'}")
+
+
+def save(args, q: float, q_runs: list[dict], rows: list[dict]) -> None:
+    """coverage.json, rewritten after every run, so a run cut short keeps what it measured."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q": q,
+                                                        "probes": args.probes, "q_runs": q_runs, "runs": rows},
+                                                       indent=2, default=str) + "\n")
 
 
 def main() -> None:
@@ -82,21 +105,28 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("FAITHCHECK_CACHE_DIR", "reports")) / "posthoc_share.sqlite")
     ap.add_argument("--out", type=Path, default=Path("reports") / "posthoc_share")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    fractions = [float(f) for f in args.fractions.split(",") if f]
+    seeds = numbers(ap, "--seeds", args.seeds, int)
+    fractions = numbers(ap, "--fractions", args.fractions, float)
+    q_seeds = numbers(ap, "--q-seeds", args.q_seeds, int)
+    if not seeds or not fractions or any(not 0 <= f <= 1 for f in fractions):
+        ap.error(f"--seeds {args.seeds!r} / --fractions {args.fractions!r}: need at least one seed and fractions in [0, 1]")
+    if args.item_seed is None and not args.split_q and set(q_seeds) & set(seeds):
+        ap.error(f"--q-seeds {args.q_seeds} and --seeds {args.seeds} share seeds {sorted(set(q_seeds) & set(seeds))}: "
+                 "q must be estimated on item samples the check does not use")
     start = time.time()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)", flush=True)
 
     q, q_runs = 0.0, []
-    q_plan = [(s, s, None) for s in [int(x) for x in args.q_seeds.split(",") if x]]
+    q_plan = [(s, s, None) for s in q_seeds]
     if args.split_q:
         q_plan = [(args.item_seed if args.item_seed is not None else seeds[0], 0, "A")]
     for item_seed, mix_seed, half in q_plan:
         run = audit(f"mixed:0:{args.inner}", args, item_seed, mix_seed, args.inner_arg, half)
         q_runs.append(run)
+        save(args, q, q_runs, [])
         s = item_seed
         print(f"q run seed {s}: {run['estimate']:.3f} [{run['ci_low']:.3f}, {run['ci_high']:.3f}] n={run['n']} "
-              f"counts={run['counts']} capability={run['capability'].get('holds')}", flush=True)
+              f"counts={run['counts']} capability={run['capability'].get('holds')} {run['seconds']:.0f} s", flush=True)
     if q_runs:
         total_fixed = sum(r["counts"]["fixed_before_cot"] for r in q_runs)
         total_told = sum(r["n"] for r in q_runs)
@@ -116,9 +146,11 @@ def main() -> None:
                        covers=run["ci_low"] <= truth <= run["ci_high"], error=abs(run["estimate"] - truth),
                        covers_realised=run["ci_low"] <= run["realised_fraction"] + (1 - run["realised_fraction"]) * q <= run["ci_high"])
             rows.append(run)
+            save(args, q, q_runs, rows)
             print(f"F={f:<4} seed {s}: estimate {run['estimate']:.3f} [{run['ci_low']:.3f}, {run['ci_high']:.3f}] "
                   f"n={run['n']} truth {truth:.3f} realised F {run['realised_fraction']:.2f} "
-                  f"{'covers' if run['covers'] else 'MISSES'} |err| {run['error']:.3f} verdict {run['verdict']}", flush=True)
+                  f"{'covers' if run['covers'] else 'MISSES'} |err| {run['error']:.3f} verdict {run['verdict']} "
+                  f"{run['seconds']:.0f} s", flush=True)
 
     print(f"\ncoverage table: {args.inner} on {args.task}, n={args.n} items per run, seeds {seeds}, "
           f"true share F + (1 - F) q with q = {q:.3f}")
@@ -129,14 +161,15 @@ def main() -> None:
         print(f"| {f:g} | {rs[0]['truth']:.3f} | {len(rs)} | {sum(r['covers'] for r in rs)}/{len(rs)} | "
               f"{sum(r['covers_realised'] for r in rs)}/{len(rs)} | {statistics.mean(r['estimate'] for r in rs):.3f} | "
               f"{max(r['error'] for r in rs):.3f} |")
+    q_items = {i for r in q_runs for i in r["items"]} if not args.split_q else set()
+    checked = {i for r in rows for i in r["items"]}
+    if q_runs and not args.split_q:
+        print(f"\nitems: {len(checked)} distinct in the check, {len(q_items)} in the q runs, {len(checked & q_items)} in both")
     covered = sum(r["covers"] for r in rows)
     within = sum(r["error"] <= 0.1 for r in rows)
     print(f"\nall runs: CI covers the true share in {covered}/{len(rows)} ({covered / len(rows):.0%}); "
-          f"estimate within 0.1 in {within}/{len(rows)}; {time.time() - start:.0f} s; "
-          f"load {os.getloadavg()[0]:.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q": q,
-                                                        "q_runs": q_runs, "runs": rows}, indent=2, default=str) + "\n")
+          f"estimate within 0.1 in {within}/{len(rows)} (max abs error {max(r['error'] for r in rows):.3f}); "
+          f"{time.time() - start:.0f} s; load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 
 if __name__ == "__main__":
