@@ -39,11 +39,6 @@ class Decoded:
     finish: str  # "stop" (end of turn or stop string) | "length"
 
 
-def tree_size(rows: list[list[int]]) -> int:
-    """Distinct tokens of the prefix tree of `rows`, given in token order."""
-    return sum(len(r) - (common_prefix(rows[i - 1], r) if i else 0) for i, r in enumerate(rows))
-
-
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -82,7 +77,6 @@ class TreeDecoder:
         self.root = n_seq - 1
         self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
         self.evaluated = 0  # prompt tokens actually sent through the model
-        self.generated = 0
 
     # --- the llama_batch ----------------------------------------------------------------
 
@@ -204,7 +198,6 @@ class TreeDecoder:
             on_done(s, Decoded(got, "stop"))
             return False
         got.append(tok)
-        self.generated += 1
         if row.stop_text is not None and row.stop_text(got):
             on_done(s, Decoded(got, "stop"))
             return False
@@ -225,4 +218,4 @@ class TreeDecoder:
             self.ctx = None
 
 
-__all__ = ["Decoded", "Row", "TreeDecoder", "common_prefix", "tree_size"]
+__all__ = ["Decoded", "Row", "TreeDecoder", "common_prefix"]

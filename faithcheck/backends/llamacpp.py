@@ -5,11 +5,11 @@ share a prefix reuse it from the KV cache: llama-cpp-python keeps the tokens it 
 evaluated and, on the next call, evaluates only what follows their longest common prefix.
 So requests are run in order of their token sequences (an item's early-answering cuts,
 its planted mistakes and its forced answers sit together). Greedy requests are decoded
-`parallel` at a time (`_llama_tree.TreeDecoder`): the group's prompts laid out as one
-prefix tree in a KV cache shared by `parallel` sequences, then one decode step per token
-for the whole group. A small quantised model on a CPU is bound by reading its weights, so
-a step of 16 sequences costs little more than a step of one (figures in
-benchmarks/engine.py). Sampled requests (temperature > 0) are decoded one at a time with
+`parallel` at a time (`_llama_tree.TreeDecoder`), continuously batched in one KV cache
+shared by `parallel` sequences: each request admitted copies the longest prompt prefix any
+sequence holds and evaluates only the rest, and every step decodes one token of each live
+request (1.7x the tokens per second of one at a time for Qwen 0.5B on 2 cores; figures in
+benchmarks/engine.py and the README). Sampled requests (temperature > 0) are decoded one at a time with
 llama.cpp's own sampler, seeded per request.
 
 Chat models are prompted through the GGUF's own chat template (`tokenizer.chat_template`,
