@@ -77,6 +77,7 @@ class TreeDecoder:
         self.root = n_seq - 1
         self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
         self.evaluated = 0  # prompt tokens actually sent through the model
+        self.peak = 0  # most rows decoded at once in one step
 
     # --- the llama_batch ----------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class TreeDecoder:
             admitted: list[tuple[int, int]] = []  # (sequence, row)
             later = []
             for i in pending:
-                row, need = rows[i].tokens, len(rows[i].tokens) + rows[i].budget
+                row, need = rows[i].tokens, self._cells(rows[i], shared)
                 if not free or need > budget or (admitted and len(entries) > 4 * self.n_batch):
                     later.append(i)
                     continue
@@ -164,13 +165,14 @@ class TreeDecoder:
                                    "(raise --model-arg parallel_ctx)")
             for seq, i in admitted:
                 held[seq], live[seq] = rows[i].tokens, (i, [])
+            self.peak = max(self.peak, len(live))
             for seq, tok in self._step(entries, wants):
                 i, got = live[seq]
                 if not self._push(i, rows[i], got, tok, on_done):
                     del live[seq], held[seq]
                     C.llama_memory_seq_rm(mem, seq, -1, -1)
                     free.append(seq)
-                    budget += len(rows[i].tokens) + rows[i].budget
+                    budget += self._cells(rows[i], shared)
 
     def _step(self, entries, wants: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Decode `entries` in calls of at most n_batch tokens; the greedy next token at each
@@ -184,6 +186,13 @@ class TreeDecoder:
                 if start + k in by_entry:
                     out.append((by_entry[start + k], self._argmax(k)))
         return out
+
+    @staticmethod
+    def _cells(row: Row, shared: list[int]) -> int:
+        """Cells a row may add to the cache: its prompt beyond the root's prefix, whose cells
+        every sequence shares with the root until the group ends, and its budget. (What it
+        shares with another row is counted twice: a bound, never an overcommitment.)"""
+        return len(row.tokens) - len(shared) + row.budget
 
     @staticmethod
     def _shared_prefix(rows: list[Row]) -> list[int]:

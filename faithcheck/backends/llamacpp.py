@@ -109,7 +109,9 @@ def _file_fingerprint(path: Path) -> str:
 
 
 class LlamaCppBackend(Backend):
-    chunk_size = 256  # wide chunks: more requests to order by shared prefix and to batch
+    # one chunk per stage: requests stream back one by one, so a wide chunk costs no lost work
+    # on a kill, and each chunk boundary is a tail where fewer than `parallel` rows decode
+    chunk_size = 4096
     streams = True  # every request is handed over (and saved) the moment it is decoded
     takes_turns = True
 

@@ -114,6 +114,33 @@ def test_parallel_decoding_evaluates_the_prefix_tree_once(qwen_gguf: Path):
         backend.close()
 
 
+def test_a_tight_cache_counts_the_shared_prefix_once(qwen_gguf: Path):
+    """Rows are admitted by the cells they add beyond the root's shared prefix: a cache that
+    holds the prefix once and three rows' own tokens and budgets decodes more rows at once
+    than would fit counting each row's whole prompt, and the answers stay those of one at a
+    time."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends._llama_tree import common_prefix
+
+    one = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=1"])
+    try:
+        rows = [one.tokens(r) for r in CUTS]
+        shared = min(common_prefix(rows[0], r) for r in rows)
+        own = max(len(r) - shared + c.max_new_tokens for r, c in zip(rows, CUTS))
+        whole = sorted(len(r) + c.max_new_tokens for r, c in zip(rows, CUTS))
+        old_most = max(k for k in range(len(whole) + 1) if sum(whole[:k]) <= 3 * own)  # rows counted whole
+        tight = load_backend(f"llamacpp:{qwen_gguf}", [f"parallel_ctx={shared + 3 * own}"])
+        try:
+            got, want = tight.generate(CUTS), one.generate(CUTS)
+            assert all(c.error is None for c in got)
+            assert [c.text for c in got] == [c.text for c in want]
+            assert tight._decoder.peak >= 3 > old_most
+        finally:
+            tight.close()
+    finally:
+        one.close()
+
+
 def test_parallel_is_validated(qwen_gguf: Path):
     from faithcheck.backends import load_backend
 
