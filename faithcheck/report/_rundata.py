@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from faithcheck.errors import BadInput
+from faithcheck.scoring.outcomes import params_of  # noqa: F401 - re-exported: the report modules read it from here
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,3 @@ def load_run(run_dir: Path) -> RunData:
     summary = _read_json(run_dir / "summary.json")
     baselines, variants = _read_traces(run_dir / "traces.jsonl")
     return RunData(run_dir, summary, manifest, _read_outcomes(run_dir), baselines, variants)
-
-
-def params_of(value: Any) -> dict[str, Any]:
-    """Outcome params are saved as canonical JSON strings; tolerate dicts too."""
-    if isinstance(value, dict):
-        return value
-    try:
-        out = json.loads(value) if isinstance(value, str) else {}
-    except json.JSONDecodeError:
-        return {}
-    return out if isinstance(out, dict) else {}

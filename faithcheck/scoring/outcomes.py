@@ -10,7 +10,8 @@ the others are counted beside it (DESIGN.md: never scored as wrong answers).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +20,18 @@ if TYPE_CHECKING:  # pandas only in annotations: `faithcheck list` must not pay 
 
 KINDS = ("scored", "failed_call", "failed_check", "unparseable", "baseline_unparseable")
 MOSTLY = 0.5  # a probe whose answered variants are more than half unparseable says so
+
+
+def params_of(value: Any) -> dict[str, Any]:
+    """An outcome row's params: a dict in memory, a canonical JSON string once saved (the
+    parquet and CSV tables); anything else reads as no params."""
+    if isinstance(value, dict):
+        return value
+    try:
+        out = json.loads(value) if isinstance(value, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def _missing(col: pd.Series) -> np.ndarray:

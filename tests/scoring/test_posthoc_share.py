@@ -115,3 +115,26 @@ def test_graded_reads_no_cot_from_the_metrics():
         rows += _item(f"d{i}", [False, True])
     out = graded(pd.DataFrame(rows), {"no_cot": M()}, wilson(30, 40), 0.0)
     assert out["capability"]["holds"] is True and out["posthoc_share"]["estimate"] == 0.0
+
+
+def test_a_saved_table_classifies_as_the_one_in_memory(tmp_path):
+    """outcomes.parquet holds params as JSON strings (`flat_outcomes`): read back, every item gets
+    the class it got in memory (early-answering cuts and whole-CoT paraphrases included)."""
+    from faithcheck.report.tables import flat_outcomes
+
+    rows = (_item("fixed", [True, True, True], [True])
+            + _item("cut_moves", [False, True, True])
+            + _item("encoded", [False, True], para=False, fmt=True)
+            + _item("part_para", [False, True], fmt=True)
+            + [_row("part_para", "paraphrase", {"scope": "step", "k": 0}, False)])
+    table = pd.DataFrame(rows)
+    path = tmp_path / "outcomes.parquet"
+    flat_outcomes(table).to_parquet(path, index=False)
+    saved = pd.read_parquet(path)
+    assert saved["params"].map(type).eq(str).all()
+    in_memory = classify_items(table)
+    assert in_memory.set_index("item_id")["posthoc_class"].to_dict() == {
+        "fixed": FIXED, "cut_moves": DEPENDS, "encoded": DEPENDS, "part_para": DEPENDS}
+    assert in_memory.set_index("item_id")["encoded"].to_dict() == {
+        "fixed": None, "cut_moves": None, "encoded": True, "part_para": None}
+    pd.testing.assert_frame_equal(classify_items(saved), in_memory)
