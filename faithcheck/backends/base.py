@@ -98,6 +98,31 @@ class Backend(ABC):
         pass
 
 
+class StreamingBackend(Backend):
+    """A backend that hands each call over the moment it is answered (`generate_stream` is
+    its one way to generate); `generate` collects the stream in request order."""
+
+    streams = True
+
+    @abstractmethod
+    def generate_stream(self, requests: list[GenerationRequest],
+                        emit: Callable[[list[tuple[int, Completion]]], None]) -> None: ...
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        """Completions in request order; a request that fails gets a Completion with `error` set."""
+        out: list[Completion | None] = [None] * len(requests)
+
+        def keep(pairs: list[tuple[int, Completion]]) -> None:
+            for i, c in pairs:
+                out[i] = c
+
+        self.generate_stream(requests, keep)
+        missing = [i for i, c in enumerate(out) if c is None]
+        if missing:
+            raise RuntimeError(f"backend {self.name} handed over no result for {len(missing)} of {len(requests)} requests")
+        return out  # type: ignore[return-value]
+
+
 def _coerce(value: str, typ: Any, key: str, flag: str) -> Any:
     typ = typ if isinstance(typ, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(
         str(typ).replace(" | None", "").strip(), str

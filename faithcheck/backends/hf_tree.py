@@ -197,7 +197,6 @@ class TreeRunner:
     def _batch_cache(self, paths: list[tuple[Layers, Any]]) -> Any:
         """A left-padded batch cache of the given paths, each in its own packed pass's keys and
         values (None when every path is empty)."""
-        import torch
         from transformers import DynamicCache
 
         width = max(len(p) for _, p in paths)

@@ -35,7 +35,7 @@ from pathlib import Path
 from faithcheck.backends import backends
 from faithcheck.backends._chat_template import END_OF_TURN, ChatTemplate
 from faithcheck.backends._llama_tree import Decoded, Row, TreeDecoder, common_prefix
-from faithcheck.backends.base import HARMLESS, Backend, parse_model_args
+from faithcheck.backends.base import HARMLESS, Backend, StreamingBackend, parse_model_args
 from faithcheck.errors import BadInput
 from faithcheck.records import Completion, GenerationRequest
 
@@ -108,11 +108,10 @@ def _file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(StreamingBackend):
     # one chunk per stage: requests stream back one by one, so a wide chunk costs no lost work
     # on a kill, and each chunk boundary is a tail where fewer than `parallel` rows decode
     chunk_size = 4096
-    streams = True  # every request is handed over (and saved) the moment it is decoded
     takes_turns = True
 
     def __init__(self, path: str, config: LlamaCppConfig | None = None, name: str | None = None):
@@ -179,16 +178,6 @@ class LlamaCppBackend(Backend):
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
     # --- generation -------------------------------------------------------------------
-
-    def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
-        out: list[Completion | None] = [None] * len(requests)
-
-        def keep(pairs: list[tuple[int, Completion]]) -> None:
-            for i, c in pairs:
-                out[i] = c
-
-        self.generate_stream(requests, keep)
-        return [c for c in out if c is not None]
 
     def generate_stream(self, requests: list[GenerationRequest], emit) -> None:
         """Each completion is handed to `emit` the moment it is decoded (progress and the

@@ -42,7 +42,7 @@ from faithcheck.backends._openai_http import MALFORMED as _MALFORMED
 from faithcheck.backends._openai_http import CallFailed, _Session, scrub
 from faithcheck.backends._openai_prompt import TEMPLATE_CHOICES, MissingCapability, Prompting, read_order
 from faithcheck.backends._openai_server import ServerInfo
-from faithcheck.backends.base import HARMLESS, Backend, ScoreRequest, parse_model_args
+from faithcheck.backends.base import HARMLESS, ScoreRequest, StreamingBackend, parse_model_args
 from faithcheck.errors import BadInput, MissingExtra, ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
 
@@ -125,11 +125,10 @@ def _top_chat(d: dict) -> dict[str, float]:
     return {e["token"]: float(e["logprob"]) for e in d["choices"][0]["logprobs"]["content"][0]["top_logprobs"]}
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(StreamingBackend):
     """Any OpenAI-compatible server; see the module docstring."""
 
     name = "openai"
-    streams = True
     takes_turns = True  # GenerationRequest.context: chat turns, or text before the prompt on completions
 
     @property
@@ -211,17 +210,6 @@ class OpenAIBackend(Backend):
             return asyncio.run(main())
         with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside an event loop
             return pool.submit(asyncio.run, main()).result()
-
-    def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
-        """Completions in request order; a request that fails for good gets `error` set."""
-        out: list[Completion | None] = [None] * len(requests)
-
-        def keep(pairs: list[tuple[int, Completion]]) -> None:
-            for i, c in pairs:
-                out[i] = c
-
-        self.generate_stream(requests, keep)
-        return out  # type: ignore[return-value]
 
     def generate_stream(self, requests: list[GenerationRequest],
                         emit: Callable[[list[tuple[int, Completion]]], None]) -> None:

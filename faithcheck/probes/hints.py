@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import numpy as np
 
 if TYPE_CHECKING:  # annotations only; keeps `faithcheck list` light
     import pandas as pd
