@@ -106,7 +106,7 @@ def finish_reasons(rewriter, rows: list[dict]) -> None:
             prompt = translate_prompt(row["checks"]["via"], "en", source=row["lang"])
         else:
             continue
-        req = rewriter._request(prompt)  # the rewriter's exact request, so the cache key is the one it used
+        req = rewriter.request(prompt, rewriter.budget(text))  # its exact request: the cache key it used
         got = engine.cache.get_many(engine.backend.identity.cache_key, [req.key()])
         row["finish"] = got[req.key()].finish_reason if got else None
 

@@ -107,6 +107,14 @@ def _steps_like(text: str, original: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(steps)
 
 
+CORRUPT_BUDGET = 128  # tokens for one rewritten step
+
+
+def cut_off(completion: Completion) -> bool:
+    """The rewriter stopped at its token budget without closing its text: what it wrote is cut."""
+    return completion.error is None and completion.finish_reason == "length" and STOP not in completion.text
+
+
 def _clean(completion: Completion) -> str:
     """The rewritten text: the model's output up to the stop tag, without the opening tag echoed."""
     text = completion.text.split(STOP)[0]
@@ -136,11 +144,18 @@ class LLMRewriter(Rewriter):
     def backend(self) -> Backend:
         return self.engine.backend
 
-    def _request(self, prompt: str, max_new_tokens: int | None = None) -> GenerationRequest:
-        return GenerationRequest(prompt, OPEN, max_new_tokens or self.max_new_tokens, (STOP,))
+    def budget(self, text: str) -> int:
+        """Tokens a rewrite of `text` may take: at least `max_new_tokens`, and room for twice the
+        text's own tokens (a translation takes more tokens than its English source)."""
+        return max(self.max_new_tokens, 2 * self.backend.count_tokens(text) + 32)
 
-    def _run(self, prompts: list[str], desc: str, max_new_tokens: int | None = None) -> list[Completion]:
-        return self.engine.run([self._request(p, max_new_tokens) for p in prompts], desc=desc)
+    @staticmethod
+    def request(prompt: str, budget: int) -> GenerationRequest:
+        """The rewriter's call for `prompt` (what its cache key is made of)."""
+        return GenerationRequest(prompt, OPEN, budget, (STOP,))
+
+    def _run(self, prompts: list[str], desc: str, budgets: list[int]) -> list[Completion]:
+        return self.engine.run([self.request(p, b) for p, b in zip(prompts, budgets)], desc=desc)
 
     def rewrite(self, requests: list[RewriteRequest]) -> list[Rewrite]:
         out: list[Rewrite | None] = [None] * len(requests)
@@ -168,12 +183,17 @@ class LLMRewriter(Rewriter):
         return out  # type: ignore[return-value]
 
     def _paraphrase(self, reqs: list[RewriteRequest]) -> list[Rewrite]:
-        comps = self._run([paraphrase_prompt("".join(r.steps).strip()) for r in reqs], "rewriter: paraphrase")
+        texts = ["".join(r.steps).strip() for r in reqs]
+        budgets = [self.budget(t) for t in texts]
+        comps = self._run([paraphrase_prompt(t) for t in texts], "rewriter: paraphrase", budgets)
         out = []
-        for req, comp in zip(reqs, comps):
+        for req, comp, budget in zip(reqs, comps, budgets):
             text = _clean(comp)
             if comp.error or not text:
                 out.append(failed(req, f"the rewriter returned nothing ({comp.error or comp.finish_reason})"))
+                continue
+            if cut_off(comp):
+                out.append(failed(req, f"the paraphrase ran out of its {budget}-token budget before it ended"))
                 continue
             new = _steps_like(text, req.steps)
             ok, checks = meaning_checks(req.steps, new)
@@ -190,21 +210,30 @@ class LLMRewriter(Rewriter):
         original); `back_translate` keeps the second."""
         texts = ["".join(r.steps).strip() for r in reqs]
         langs = [r.lang or "fr" for r in reqs]
-        there = [_clean(c) for c in self._run([translate_prompt(t, l) for t, l in zip(texts, langs)], "rewriter: translate")]
+        budgets = [self.budget(t) for t in texts]
+        fwd_comps = self._run([translate_prompt(t, l) for t, l in zip(texts, langs)], "rewriter: translate", budgets)
+        # a translation cut off by its budget is not one: it is neither kept nor translated back
+        there = ["" if cut_off(c) else _clean(c) for c in fwd_comps]
         back_prompts = [translate_prompt(t, "en", source=l) for t, l in zip(there, langs) if t]
-        back_iter = iter(self._run(back_prompts, "rewriter: translate back"))
+        back_budgets = [b for t, b in zip(there, budgets) if t]
+        back_iter = iter(self._run(back_prompts, "rewriter: translate back", back_budgets))
         out = []
-        for req, lang, fwd in zip(reqs, langs, there):
+        for req, lang, fwd, comp, budget in zip(reqs, langs, there, fwd_comps, budgets):
             if not fwd:
-                out.append(failed(req, f"the rewriter returned no {lang_name(lang)} translation"))
+                why = (f"the {lang_name(lang)} translation ran out of its {budget}-token budget before it ended"
+                       if cut_off(comp) else f"the rewriter returned no {lang_name(lang)} translation")
+                out.append(failed(req, why))
                 continue
-            back = _clean(next(back_iter))
+            back_comp = next(back_iter)
+            back = "" if cut_off(back_comp) else _clean(back_comp)
+            back_why = (f"the translation back ran out of its {budget}-token budget before it ended"
+                        if cut_off(back_comp) else "the translation back returned nothing")
             back_steps = _steps_like(back, req.steps) if back else ()
             rt_ok, rt = meaning_checks(req.steps, back_steps, round_trip=True) if back else (False, {"numbers_preserved": False})
             if req.kind == "back_translate":
                 checks = dict(rt, via=fwd, lang=lang)
                 if not rt_ok:
-                    checks["reason"] = _reason(rt, "round trip") if back else "the translation back returned nothing"
+                    checks["reason"] = _reason(rt, "round trip") if back else back_why
                 out.append(Rewrite(back_steps, rt_ok, checks) if back else failed(req, checks["reason"]))
                 continue
             new = _steps_like(fwd, req.steps)
@@ -230,7 +259,7 @@ class LLMRewriter(Rewriter):
             elif not translated:
                 checks["reason"] = f"the translation kept {words_kept:.0%} of the original's words: it was not translated"
             elif not rt_ok:
-                checks["reason"] = _reason(rt, "round trip") if back else "the translation back returned nothing"
+                checks["reason"] = _reason(rt, "round trip") if back else back_why
             out.append(Rewrite(new, ok, checks))
         return out
 
@@ -256,7 +285,7 @@ class LLMRewriter(Rewriter):
                     continue
             ask.append(i)
         prompts = [corrupt_prompt("".join(reqs[i].steps[:reqs[i].index]), reqs[i].steps[reqs[i].index]) for i in ask]
-        for i, comp in zip(ask, self._run(prompts, "rewriter: corrupt", max_new_tokens=128)):
+        for i, comp in zip(ask, self._run(prompts, "rewriter: corrupt", [CORRUPT_BUDGET] * len(prompts))):
             out[i] = self._checked_corruption(reqs[i], _clean(comp), comp)
         return out  # type: ignore[return-value]
 
@@ -265,6 +294,8 @@ class LLMRewriter(Rewriter):
         old = req.steps[req.index]
         if comp.error or not text:
             return failed(req, f"the rewriter returned nothing ({comp.error or comp.finish_reason})")
+        if cut_off(comp):
+            return failed(req, f"the rewritten step ran out of its {CORRUPT_BUDGET}-token budget before it ended")
         lead, trail = old[: len(old) - len(old.lstrip())], old[len(old.rstrip()):]
         new = lead + text.replace("\n", " ").strip() + trail
         before, after = numbers(old), numbers(new)

@@ -11,7 +11,7 @@ import pytest
 
 from faithcheck.engine.cache import CallCache
 from faithcheck.engine.engine import Engine
-from faithcheck.records import GenerationRequest
+from faithcheck.records import Completion, GenerationRequest
 from faithcheck.rewriters import load_rewriter, rewriters
 from faithcheck.rewriters.base import RewriteRequest
 from faithcheck.rewriters.llm import STOP, LLMRewriter, arithmetic_correct, lang_name
@@ -56,6 +56,50 @@ def test_checks_mark_bad_rewrites_not_ok(tmp_path):
     assert rw.engine.stats.model_calls == 3  # paraphrase, one shared forward translation, one shared back
     judged = rw.judge_hints(["I follow the hint here.", "I add the numbers."], ["The answer is 7"] * 2)
     assert judged == [(True, None), (False, None)]
+
+
+class Budgeted(ScriptedBackend):
+    """The script's text cut at the request's token budget (a token is a word here), as a real
+    backend stops: finish "length" when cut."""
+
+    def generate(self, requests):
+        out = []
+        for r, c in zip(requests, super().generate(requests)):
+            words = c.text.split(" ")
+            cut = len(c.text.split()) > r.max_new_tokens
+            text = " ".join(words[: r.max_new_tokens]) if cut else c.text
+            out.append(Completion(text, c.n_prompt_tokens, min(c.n_generated_tokens, r.max_new_tokens),
+                                  "length" if cut else "stop"))
+        return out
+
+
+def test_a_rewrite_cut_by_its_budget_fails_its_check(tmp_path):
+    """The budget grows with the CoT (a long CoT's faithful paraphrase fits), and a rewrite that
+    runs into it without closing its text is refused, never checked as if complete."""
+    long_cot = tuple(f"Step {i}: he adds {i} and {i} to get {2 * i} apples in all today. " for i in range(30))
+
+    def script(req: GenerationRequest) -> str:
+        text = _last_text(req)
+        if "Rewrite the text" in req.prompt and text.startswith("Tom"):
+            return "Tom owns 4 bags, 5 apples in each, and so on " * 60  # rambles past any budget
+        if "Rewrite the text" in req.prompt:
+            return text.replace("he adds", "he puts together") + "\n" + STOP
+        if "into French" in req.prompt:
+            return " ".join(["Tom a 4 sacs de 5 pommes."] * 100)  # never closes its text
+        return text + "\n" + STOP
+
+    backend = Budgeted(script)
+    rw = LLMRewriter(Engine(backend, CallCache(tmp_path / "calls.sqlite"), progress=False))
+    long_words = backend.count_tokens("".join(long_cot).strip())
+    assert long_words > rw.max_new_tokens / 2  # a budget of max_new_tokens alone would cut its paraphrase
+    short, long, trans = rw.rewrite([RewriteRequest("paraphrase", COT), RewriteRequest("paraphrase", long_cot),
+                                     RewriteRequest("translate", COT, lang="fr")])
+    assert not short.ok and short.checks["reason"] == f"the paraphrase ran out of its {rw.max_new_tokens}-token budget before it ended"
+    assert long.ok and len(long.steps) == len(long_cot)
+    budgets = {c.prompt: c.max_new_tokens for c in backend.calls}
+    assert sorted(budgets.values()) == sorted([rw.max_new_tokens, 2 * long_words + 32, rw.max_new_tokens])
+    assert not trans.ok and "French translation ran out of its" in trans.checks["reason"]
+    assert not any("into English" in c.prompt for c in backend.calls)  # a cut translation is not translated back
 
 
 def test_corrupt_routes_arithmetic_to_rules_and_checks_llm_steps(tmp_path):
