@@ -34,7 +34,8 @@ PROBES = ("no_cot", "early_answering", "mistakes")
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], half: str | None = None) -> dict:
+def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], half: str | None = None,
+          n: int | None = None) -> dict:
     """One audit of `model`; its post-hoc share read on all its items, or on one half of them
     (`half` "A"/"B", split by a hash of the item id) when q and the check share the items."""
     from faithcheck.audit.pipeline import AuditConfig, run_audit
@@ -47,7 +48,7 @@ def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], hal
     started = time.time()
     model_args = [f"task={args.task}", f"cache={args.cache}", f"mix_seed={mix_seed}", *inner_args]
     backend = load_backend(model, model_args)
-    config = AuditConfig(model=model, task=args.task, n=args.n, seed=seed, probes=tuple(args.probes.split(",")),
+    config = AuditConfig(model=model, task=args.task, n=n or args.n, seed=seed, probes=tuple(args.probes.split(",")),
                          progress=False, model_args=tuple(model_args),
                          out=args.out / f"{model.split(':', 2)[1]}-seed{seed}-mix{mix_seed}")
     try:
@@ -81,7 +82,7 @@ def numbers(ap: argparse.ArgumentParser, flag: str, text: str, kind: type) -> li
 def save(args, q: float, q_runs: list[dict], rows: list[dict]) -> None:
     """coverage.json, rewritten after every run, so a run cut short keeps what it measured."""
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q": q,
+    (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q_n": args.q_n or args.n, "q": q,
                                                         "probes": args.probes, "q_runs": q_runs, "runs": rows},
                                                        indent=2, default=str) + "\n")
 
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--probes", default=",".join(PROBES))
     ap.add_argument("--q-seeds", default="", help="seeds for q, INNER's own share on mixed:0 (default: q = 0, "
                     "right for an organism built faithful)")
+    ap.add_argument("--q-n", type=int, default=None, help="items per q run (default: --n); q runs pool their "
+                    "items, so several small samples (whose calls may be cached) can stand in for one large one")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("FAITHCHECK_CACHE_DIR", "reports")) / "posthoc_share.sqlite")
     ap.add_argument("--out", type=Path, default=Path("reports") / "posthoc_share")
@@ -108,6 +111,8 @@ def main() -> None:
     seeds = numbers(ap, "--seeds", args.seeds, int)
     fractions = numbers(ap, "--fractions", args.fractions, float)
     q_seeds = numbers(ap, "--q-seeds", args.q_seeds, int)
+    if args.q_n is not None and (args.q_n < 1 or args.split_q):
+        ap.error(f"--q-n {args.q_n}: expected a positive item count, and not with --split-q (q then reads half the check's items)")
     if not seeds or not fractions or any(not 0 <= f <= 1 for f in fractions):
         ap.error(f"--seeds {args.seeds!r} / --fractions {args.fractions!r}: need at least one seed and fractions in [0, 1]")
     if args.item_seed is None and not args.split_q and set(q_seeds) & set(seeds):
@@ -121,7 +126,7 @@ def main() -> None:
     if args.split_q:
         q_plan = [(args.item_seed if args.item_seed is not None else seeds[0], 0, "A")]
     for item_seed, mix_seed, half in q_plan:
-        run = audit(f"mixed:0:{args.inner}", args, item_seed, mix_seed, args.inner_arg, half)
+        run = audit(f"mixed:0:{args.inner}", args, item_seed, mix_seed, args.inner_arg, half, args.q_n)
         q_runs.append(run)
         save(args, q, q_runs, [])
         s = item_seed
