@@ -115,12 +115,15 @@ class TreeDecoder:
         A row admitted is first given, by `llama_memory_seq_cp`, the longest prefix of its
         prompt that a sequence in the cache already holds, and evaluates only the rest. A row
         whose prompt shares more with a row admitted in the same step waits one step, to copy
-        it from that row instead. The root sequence holds the rows' common prefix (a system
-        prompt, few-shot turns) and keeps it for the next call."""
+        it from that row instead. A finished row's sequence keeps its cells as a donor until
+        its slot or its cells are needed (the oldest donor goes first), so a row admitted after
+        the rows it shares a prefix with have finished still copies it; a row whose best donor
+        must give up its slot takes that slot over, prefix in place. The root sequence holds the
+        rows' common prefix (a system prompt, few-shot turns) and keeps it for the next call."""
         C, mem = self.C, self.mem
-        free = list(range(self.n_seq - 1))
-        for seq in free:
+        for seq in range(self.n_seq - 1):
             C.llama_memory_seq_rm(mem, seq, -1, -1)
+        empty = list(range(self.n_seq - 1))  # sequences holding nothing
         shared = self._shared_prefix(rows)
         keep = common_prefix(self.root_tokens, shared)
         C.llama_memory_seq_rm(mem, self.root, keep, -1)
@@ -128,9 +131,18 @@ class TreeDecoder:
         if keep < len(shared):
             self._step([(shared[p], p, (self.root,), False) for p in range(keep, len(shared))], [])
             self.evaluated += len(shared) - keep
-        held: dict[int, list[int]] = {self.root: shared}  # sequence -> the prompt tokens it holds
+        held: dict[int, list[int]] = {self.root: shared}  # sequence -> the tokens its cells hold (a prefix of)
         live: dict[int, tuple[int, list[int]]] = {}  # sequence -> (row, generated tokens)
-        budget = self.n_ctx - len(shared)  # cells not promised to any row
+        donors: dict[int, int] = {}  # finished sequence -> cells it still occupies, oldest first
+        budget = self.n_ctx - len(shared)  # cells not promised to any row or held by a donor
+
+        def drop(seq: int) -> None:
+            nonlocal budget
+            budget += donors.pop(seq)
+            del held[seq]
+            C.llama_memory_seq_rm(mem, seq, -1, -1)
+            empty.append(seq)
+
         pending = list(range(len(rows)))
         while pending or live:
             entries: list[tuple[int, int, tuple[int, ...], bool]] = []
@@ -142,7 +154,7 @@ class TreeDecoder:
             later = []
             for i in pending:
                 row, need = rows[i].tokens, self._cells(rows[i], shared)
-                if not free or need > budget or (admitted and len(entries) > 4 * self.n_batch):
+                if (not empty and not donors) or (admitted and len(entries) > 4 * self.n_batch):
                     later.append(i)
                     continue
                 src, have = max(((seq, common_prefix(tokens, row)) for seq, tokens in held.items()),
@@ -151,10 +163,25 @@ class TreeDecoder:
                 if any(common_prefix(rows[j].tokens, row) > have for _, j in admitted):
                     later.append(i)  # wait one step for that row's prompt to be in the cache
                     continue
-                seq = free.pop(0)
+                take_over = src in donors and not empty  # the best donor's slot is the one to use
+                if not empty and not take_over:
+                    drop(next(iter(donors)))  # a slot: the oldest donor's
+                others = [d for d in donors if d != src]  # oldest first
+                while need > budget + (donors[src] if take_over else 0) and others:
+                    drop(others.pop(0))  # cells: the oldest donors'
+                if need > budget + (donors[src] if take_over else 0):
+                    later.append(i)  # wait for live rows to finish
+                    continue
+                if take_over:
+                    budget += donors.pop(src)
+                    C.llama_memory_seq_rm(mem, src, have, -1)  # its prefix stays in place
+                    held[src] = row[:have]  # what it holds until this step is decoded
+                    seq = src
+                else:
+                    seq = empty.pop(0)
+                    if have:
+                        C.llama_memory_seq_cp(mem, src, seq, 0, have)
                 budget -= need
-                if have:
-                    C.llama_memory_seq_cp(mem, src, seq, 0, have)
                 admitted.append((seq, i))
                 wants.append((len(entries) + len(row) - have - 1, seq))
                 entries += [(row[p], p, (seq,), p == len(row) - 1) for p in range(have, len(row))]
@@ -169,10 +196,12 @@ class TreeDecoder:
             for seq, tok in self._step(entries, wants):
                 i, got = live[seq]
                 if not self._push(i, rows[i], got, tok, on_done):
-                    del live[seq], held[seq]
-                    C.llama_memory_seq_rm(mem, seq, -1, -1)
-                    free.append(seq)
-                    budget += self._cells(rows[i], shared)
+                    del live[seq]
+                    fed = got if tok in self.eog else got[:-1]  # the last token appended was never decoded
+                    held[seq] = rows[i].tokens + fed
+                    cells = len(held[seq]) - len(shared)
+                    budget += self._cells(rows[i], shared) - cells
+                    donors[seq] = cells
 
     def _step(self, entries, wants: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Decode `entries` in calls of at most n_batch tokens; the greedy next token at each

@@ -114,6 +114,28 @@ def test_parallel_decoding_evaluates_the_prefix_tree_once(qwen_gguf: Path):
         backend.close()
 
 
+def test_finished_rows_stay_donors_of_their_prefix(qwen_gguf: Path):
+    """Two slots: a long row holds one while short rows sharing a prefix pass one by one through
+    the other. Each copies the prefix from the row finished before it (kept as a donor), so the
+    tokens evaluated are still exactly the prefix trie's, and the answers those of one at a time."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends.prefix_tree import Trie
+
+    reqs = [GenerationRequest("A list: count from 1 to 60, separated by commas.", "1, 2, 3,", 30, ())] + [
+        GenerationRequest(QUESTION, CUTS_COT[:60] + w, 1, ()) for w in (" So", " Then", " Thus", " Hence", " Next")]
+    one = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=1"])
+    two = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=2"])
+    try:
+        rows = [two.tokens(r) for r in reqs]
+        assert min(range(len(rows)), key=lambda i: rows[i]) == 0  # the long row is admitted first
+        want, got = one.generate(reqs), two.generate(reqs)
+        assert [c.text for c in got] == [c.text for c in want] and got[0].n_generated_tokens == 30
+        assert two.counters["tokens_evaluated"] == len(Trie(rows))
+    finally:
+        one.close()
+        two.close()
+
+
 def test_a_tight_cache_counts_the_shared_prefix_once(qwen_gguf: Path):
     """Rows are admitted by the cells they add beyond the root's shared prefix: a cache that
     holds the prefix once and three rows' own tokens and budgets decodes more rows at once
