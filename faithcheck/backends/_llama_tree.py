@@ -76,6 +76,7 @@ class TreeDecoder:
         self.eog = eog
         self.root = n_seq - 1
         self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
+        self.donor_tokens: dict[int, list[int]] = {}  # finished sequences kept from the last group
         self.evaluated = 0  # prompt tokens actually sent through the model
         self.peak = 0  # most rows decoded at once in one step
 
@@ -122,8 +123,9 @@ class TreeDecoder:
         rows' common prefix (a system prompt, few-shot turns) and keeps it for the next call."""
         C, mem = self.C, self.mem
         for seq in range(self.n_seq - 1):
-            C.llama_memory_seq_rm(mem, seq, -1, -1)
-        empty = list(range(self.n_seq - 1))  # sequences holding nothing
+            if seq not in self.donor_tokens:
+                C.llama_memory_seq_rm(mem, seq, -1, -1)
+        empty = [seq for seq in range(self.n_seq - 1) if seq not in self.donor_tokens]  # holding nothing
         shared = self._shared_prefix(rows)
         keep = common_prefix(self.root_tokens, shared)
         C.llama_memory_seq_rm(mem, self.root, keep, -1)
@@ -131,10 +133,13 @@ class TreeDecoder:
         if keep < len(shared):
             self._step([(shared[p], p, (self.root,), False) for p in range(keep, len(shared))], [])
             self.evaluated += len(shared) - keep
-        held: dict[int, list[int]] = {self.root: shared}  # sequence -> the tokens its cells hold (a prefix of)
+        # sequence -> the tokens its cells hold; the last group's donors stay donors (a forced
+        # answer continued, a follow-up after a CoT, shares their prompts), their cells counted whole
+        held: dict[int, list[int]] = {self.root: shared, **self.donor_tokens}
         live: dict[int, tuple[int, list[int]]] = {}  # sequence -> (row, generated tokens)
-        donors: dict[int, int] = {}  # finished sequence -> cells it still occupies, oldest first
-        budget = self.n_ctx - len(shared)  # cells not promised to any row or held by a donor
+        self.live = live  # what each sequence decodes (read by benchmarks/tree_replay.py)
+        donors: dict[int, int] = {seq: len(t) for seq, t in self.donor_tokens.items()}  # -> cells, oldest first
+        budget = self.n_ctx - len(shared) - sum(donors.values())  # cells not promised to a row or a donor
 
         def drop(seq: int) -> None:
             nonlocal budget
@@ -202,6 +207,7 @@ class TreeDecoder:
                     cells = len(held[seq]) - len(shared)
                     budget += self._cells(rows[i], shared) - cells
                     donors[seq] = cells
+        self.donor_tokens = {seq: held[seq] for seq in donors}
 
     def _step(self, entries, wants: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Decode `entries` in calls of at most n_batch tokens; the greedy next token at each
@@ -248,6 +254,7 @@ class TreeDecoder:
         """Empty the cache (after a failed decode: what it holds is unknown)."""
         self.C.llama_memory_clear(self.mem, True)
         self.root_tokens = []
+        self.donor_tokens = {}
 
     def close(self) -> None:
         if self.ctx:

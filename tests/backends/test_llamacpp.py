@@ -136,6 +136,27 @@ def test_finished_rows_stay_donors_of_their_prefix(qwen_gguf: Path):
         two.close()
 
 
+def test_a_follow_up_call_copies_a_row_finished_in_the_call_before(qwen_gguf: Path):
+    """A forced answer after a CoT comes in a later call than the CoT: the CoT's sequence is
+    still a donor then, so the follow-up evaluates little more than what it adds."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends._llama_tree import common_prefix
+
+    backend = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=2"])
+    try:
+        [cot] = backend.generate([GenerationRequest(QUESTION, "Let's think step by step.", 24, ())])
+        follow = GenerationRequest(QUESTION, "Let's think step by step." + cot.text + "\nThe answer is", 4, ("\n",))
+        other = GenerationRequest("A list: count from 1 to 60, separated by commas.", "", 4, ())
+        rows = [backend.tokens(r) for r in (follow, other)]
+        before = backend.counters["tokens_evaluated"]
+        backend.generate([follow, other])
+        evaluated = backend.counters["tokens_evaluated"] - before
+        fresh = len(rows[0]) + len(rows[1]) - 2 * common_prefix(*rows)  # each beyond what the two share
+        assert evaluated < fresh - 30, (evaluated, fresh)  # the CoT's ~50 tokens were not evaluated again
+    finally:
+        backend.close()
+
+
 def test_a_tight_cache_counts_the_shared_prefix_once(qwen_gguf: Path):
     """Rows are admitted by the cells they add beyond the root's shared prefix: a cache that
     holds the prefix once and three rows' own tokens and budgets decodes more rows at once

@@ -1,0 +1,154 @@
+"""Replay a finished audit through the llama.cpp tree decoder's scheduling, without the model.
+
+The audit runs again, stage by stage, against a call cache that holds every answer it got
+(`--source`, e.g. the `--keep-cache` of `benchmarks/engine.py --qwen-only`): each request
+goes through `TreeDecoder.run` exactly as `llamacpp:` sends it, but every decode step
+"generates" the recorded answer's tokens instead of running the model, and the engine gets
+the recorded completion, so the audit follows the original path call for call. What the
+decoder would evaluate is counted exactly: prompt tokens sent through the model, against
+the prefix-tree limit (the distinct tokens of every prompt), for a given `parallel` and
+`parallel_ctx`. Seconds, not minutes, for a 1,500-call audit, so admission policies can be
+compared on a real audit's requests.
+
+    python benchmarks/tree_replay.py --source /work/bench/qwen100b.sqlite --n 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from faithcheck.audit.pipeline import AuditConfig, run_audit
+from faithcheck.backends._llama_tree import TreeDecoder
+from faithcheck.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+from faithcheck.backends.prefix_tree import Trie
+from faithcheck.engine.cache import CallCache
+from faithcheck.pretrained import qwen_gguf
+from faithcheck.records import Completion, GenerationRequest
+
+
+class _NoLlama:
+    """The llama.cpp calls the decoder makes on its cache: nothing to do without a model."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class ReplayDecoder(TreeDecoder):
+    """TreeDecoder's scheduling with each row's next token read from its recorded answer."""
+
+    def __init__(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int], answers):
+        self.C, self.mem, self.ctx = _NoLlama(), None, None
+        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        self.eog, self.root, self.root_tokens, self.donor_tokens = eog, n_seq - 1, [], {}
+        self.evaluated = self.peak = self.steps = 0
+        self.answers = answers  # row tokens -> recorded answer tokens (ending where the row must stop)
+        self.rows: list = []
+        self.live = {}
+
+    def run(self, rows, on_done) -> None:
+        self.rows = rows
+        super().run(rows, on_done)
+
+    def _step(self, entries, wants):
+        self.steps += 1
+        out = []
+        for _, seq in wants:
+            i, got = self.live[seq]
+            answer = self.answers[tuple(self.rows[i].tokens)]
+            out.append((seq, answer[len(got)] if len(got) < len(answer) else next(iter(self.eog))))
+        return out
+
+
+class ReplayBackend(LlamaCppBackend):
+    """`llamacpp:` with a replaying decoder: every completion is the recorded one."""
+
+    def __init__(self, path: Path, recorded: dict[str, Completion], config: LlamaCppConfig):
+        super().__init__(str(path), config)
+        self.recorded = recorded
+        self.answers: dict[tuple[int, ...], list[int]] = {}
+        self.missing = 0
+
+    def _tree(self) -> TreeDecoder:
+        if self._decoder is None:
+            cells = self.config.parallel_ctx or self.config.n_ctx * 4
+            self._decoder = ReplayDecoder(self.config.parallel + 1, cells, self.config.n_batch, self.eog, self.answers)
+        return self._decoder
+
+    def _tree_decode(self, requests, rows, todo, emit) -> None:
+        for i in todo:
+            self.answers[tuple(rows[i])] = self._answer_tokens(requests[i])
+        super()._tree_decode(requests, rows, todo, emit)
+
+    def _answer_tokens(self, req: GenerationRequest) -> list[int]:
+        comp = self.recorded.get(req.key())
+        if comp is None:
+            self.missing += 1
+            return []
+        text = comp.text + (req.stop[0] if comp.finish_reason == "stop" and req.stop else "")
+        toks = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        return toks[: req.max_new_tokens] if comp.finish_reason == "length" else toks
+
+    def _completion(self, req, row, new, finish) -> Completion:
+        self.counters["generated_tokens"] += len(new)
+        return self.recorded.get(req.key()) or Completion("", len(row), 0, "error", error="not in the source cache")
+
+
+def load_recorded(source: Path) -> dict[str, Completion]:
+    db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    out = {}
+    for key, completion in db.execute("SELECT key, completion FROM calls"):
+        c = json.loads(completion)
+        out[key] = Completion(c["text"], c["n_prompt_tokens"], c["n_generated_tokens"], c["finish_reason"], c.get("error"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source", type=Path, required=True, help="call cache holding the audit's answers")
+    ap.add_argument("--model", type=Path, default=None, help="the GGUF the answers came from (default: Qwen)")
+    ap.add_argument("--task", default="gsm8k")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parallel", type=int, default=LlamaCppConfig.parallel)
+    ap.add_argument("--parallel-ctx", type=int, default=0)
+    args = ap.parse_args()
+    if not args.source.is_file():
+        ap.error(f"--source {args.source}: no such call cache")
+    recorded = load_recorded(args.source)
+    backend = ReplayBackend(args.model or qwen_gguf(), recorded,
+                            LlamaCppConfig(parallel=args.parallel, parallel_ctx=args.parallel_ctx))
+    seen: list[list[int]] = []
+    stream = backend.generate_stream
+
+    def recording(requests, emit):
+        seen.extend(backend.tokens(r) for r in requests)
+        stream(requests, emit)
+
+    backend.generate_stream = recording
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = AuditConfig(model=f"llamacpp:{backend.path}", task=args.task, n=args.n, seed=args.seed,
+                             out=Path(tmp) / "run", progress=False)
+        result = run_audit(config, backend=backend, cache=CallCache(Path(tmp) / "calls.sqlite"))
+    limit_prompt = len(Trie(seen))
+    generated = backend.counters["generated_tokens"]
+    evaluated = backend.counters["tokens_evaluated"]
+    print(json.dumps({
+        "source": str(args.source), "task": args.task, "items": args.n, "parallel": args.parallel,
+        "calls": len(seen), "missing_from_source": backend.missing, "verdict": result.verdict.label,
+        "prompt_tokens": backend.counters["prompt_tokens"], "tokens_evaluated": evaluated,
+        "prefix_tree_prompt_tokens": limit_prompt, "generated_tokens": generated,
+        "ratio": round((evaluated + generated) / (limit_prompt + generated), 3),
+        "prompt_ratio": round(evaluated / limit_prompt, 3), "peak_rows": backend._decoder.peak,
+        "decode_steps": backend._decoder.steps, "seconds": round(time.time() - started, 1),
+    }, indent=1))
+    backend.close()
+
+
+if __name__ == "__main__":
+    main()
