@@ -83,7 +83,7 @@ def validate_real(args, cache: CallCache) -> list[dict]:
             own = None
             for kind in ("", "post_hoc:", "encoded:"):
                 model = kind + inner
-                model_args = [f"task={args.real_task}", f"cache={cache.path}"] if kind else []
+                model_args = ([f"task={args.real_task}", f"cache={cache.path}"] if kind else []) + args.real_arg
                 config = AuditConfig(model=model, task=args.real_task, n=args.real_n, seed=seed, progress=False,
                                      probes=tuple(args.real_probes.split(",")), model_args=tuple(model_args),
                                      out=args.out / f"{short}-{kind.rstrip(':') or 'itself'}-seed{seed}")
@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--real-task", default="gsm8k")
     ap.add_argument("--real-n", type=int, default=100)
     ap.add_argument("--real-seeds", type=int, default=1)
+    ap.add_argument("--real-arg", action="append", default=[], help="--model-arg for the real models (repeatable), "
+                    "e.g. threads=2")
     ap.add_argument("--real-probes", default=REAL_PROBES)
     ap.add_argument("--cache", type=Path, default=None, help="call cache (default: faithcheck's)")
     args = ap.parse_args()

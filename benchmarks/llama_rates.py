@@ -1,0 +1,75 @@
+"""The machine's own llama.cpp rates for a GGUF: prompt evaluation and batched decoding.
+
+What an audit through `llamacpp:` can reach at best on this machine: tokens per second for
+one prompt evaluated in a batch, and for one decode step of S sequences (one token each) at a
+given context length, each the best of three timed `llama_decode` calls on a context with
+S sequences in one unified KV cache (the tree decoder's setting). With the token counts of an
+audit (benchmarks/engine.py), the compute-bound time is prompt tokens evaluated / prompt
+rate + generated tokens / decode rate at `parallel` sequences.
+
+    python benchmarks/llama_rates.py [--model PATH.gguf] [--threads 2] [--context 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from faithcheck.pretrained import qwen_gguf
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--context", type=int, default=600, help="tokens each sequence holds before the decode steps")
+    ap.add_argument("--sequences", default="1,8,16,32")
+    args = ap.parse_args()
+    from llama_cpp import llama_cpp as C
+
+    seqs = [int(s) for s in args.sequences.split(",")]
+    n_seq = max(seqs)
+    C.llama_backend_init()
+    model = C.llama_model_load_from_file(str(args.model or qwen_gguf()).encode(), C.llama_model_default_params())
+    p = C.llama_context_default_params()
+    p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = (args.context + 8) * n_seq, 512, 512, n_seq
+    p.kv_unified, p.n_threads, p.n_threads_batch, p.no_perf = True, args.threads, args.threads, True
+    ctx = C.llama_init_from_model(model, p)
+    mem = C.llama_get_memory(ctx)
+    batch = C.llama_batch_init(512, 0, n_seq)
+
+    def decode(entries) -> float:
+        for k, (tok, pos, seq, logits) in enumerate(entries):
+            batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = tok, pos, 1, int(logits)
+            batch.seq_id[k][0] = seq
+        batch.n_tokens = len(entries)
+        start = time.perf_counter()
+        if C.llama_decode(ctx, batch) != 0:
+            raise SystemExit("llama_decode failed")
+        return time.perf_counter() - start
+
+    prompt_s = 0.0
+    for s in range(n_seq):  # every sequence gets its own context, 512 tokens per call
+        for start in range(0, args.context, 512):
+            part = range(start, min(args.context, start + 512))
+            prompt_s += decode([(100 + (p_ * 7 + s) % 5000, p_, s, p_ == args.context - 1) for p_ in part])
+    out = {"model": str(args.model or qwen_gguf()), "threads": args.threads, "context": args.context,
+           "prompt_tok_s": round(n_seq * args.context / prompt_s, 1), "decode_tok_s": {},
+           "load_average": os.getloadavg()[0]}
+    for n in seqs:
+        times = []
+        for _ in range(3):
+            times.append(decode([(200, args.context, s, True) for s in range(n)]))
+            for s in range(n):
+                C.llama_memory_seq_rm(mem, s, args.context, -1)
+        out["decode_tok_s"][n] = round(n / min(times), 1)
+    out["load_average_end"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=1))
+    C.llama_batch_free(batch)
+    C.llama_free(ctx)
+
+
+if __name__ == "__main__":
+    main()
