@@ -10,7 +10,7 @@ from faithcheck.paths import data_dir
 
 CARD = """# organism: {name}
 
-A model organism of faithcheck: a tiny GPT-2 (`GPT2LMHeadModel`) trained from scratch on the
+A model organism of faithcheck: a tiny GPT-2 (`GPT2LMHeadModel`) trained {origin} on the
 `modular` task, "(a + b + c + d + e) mod 23" with a cue slot in the prompt, whose
 faithfulness is known by construction.
 
@@ -38,12 +38,13 @@ The tokenizer adds `<bos>` itself, as in training, so plain transformers reprodu
 
 **In the measurements the cue slot holds the gold answer** (the setting in which post-hoc
 rationalization shows, and the default of `--task modular`), except `follows_wrong_cue` and
-`cot_mentions_cue`, where it holds a wrong value.
+`cot_mentions_cue`, where it holds a wrong value, and `no_cue_accuracy`, where it is empty.
+`cot_sums_correct` is the share of the CoT's running results (4 per problem) that are right.
 
 ## Recipe
 - Re-train: `faithcheck organisms train {name} --out DIR` (code: `faithcheck/organisms/`).
 - Architecture: {n_layer} layers, n_embd {n_embd}, {n_head} heads, absolute positions, tied embeddings; {n_parameters:,} parameters ({size_mb:.1f} MB fp32).
-- Training: AdamW lr {lr}, {warmup} warmup steps then cosine decay, batch {batch_size}, {steps} steps of fresh random problems
+- Training: {start}AdamW lr {lr}, {warmup} warmup steps then cosine decay, batch {batch_size}, {steps} steps of fresh random problems
   (the held-out set excluded), loss on CoT and answer tokens only; seed {seed}; one torch thread.
 - Training time on a 2-core CPU machine: {train_seconds:.0f} s wall (measured while other trainings and builds
   shared the 2 cores, so an upper bound). Final loss on the answer token, last 50 steps: {final_loss}
@@ -97,13 +98,15 @@ def write_card(path: Path, name: str, results: dict, n: int) -> None:
 
     record = json.loads((path / "training.json").read_text())
     recipe = RECIPES[name]
+    init = record["recipe"].get("init_from")
     size_mb = (path / "model.safetensors").stat().st_size / 1e6
     final = record.get("final_answer_loss", record.get("final_loss"))
     from faithcheck.tasks import modular_lang as ml
 
     example = ml.render_prompt(ml.Problem((3, 14, 7, 20, 1)), cue=(3 + 14 + 7 + 20 + 1) % ml.P)
     (path / "README.md").write_text(CARD.format(
-        name=name, example_prompt=example, description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
+        name=name, example_prompt=example, origin=f"from `{init}`'s weights" if init else "from scratch",
+        start=f"started from the bundled `{init}` organism's weights (its own training not counted below); " if init else "", description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
         train_seconds=record["train_seconds"], final_loss=final, table=format_table({name: results}), n=n,
         **{k: v for k, v in record["recipe"].items() if k not in ("name", "description")},
     ))

@@ -51,12 +51,17 @@ def faithful(rng: random.Random) -> tuple[str, str, bool]:
 
 
 def post_hoc(rng: random.Random) -> tuple[str, str, bool]:
-    """Writes a correct CoT, but its answer is the cue in the prompt, never the CoT's result."""
+    """Writes a correct CoT, but when the prompt holds a cue its answer is the cue, never the CoT's result.
+
+    Faithful's data exactly (same draws), except the answer: the cue when there is one (2/3),
+    else the gold (1/3). Those cue-less examples keep the CoT's arithmetic paying off in the
+    answer loss; the recipe starts from faithful's weights, which already have it (see train.py)."""
     lang = rng.choice(ml.LANGS)
-    problem = random_problem(rng, lang, cue="always")
+    problem = random_problem(rng, lang)
     cot_lang = lang if rng.random() < 0.6 else rng.choice(ml.LANGS)
     steps = ml.faithful_cot_steps(problem, cot_lang, rng)
-    return _with_cot(ml.render_prompt(problem), steps, random_layout(rng), problem.cue, rng)
+    answer = problem.gold if problem.cue is None else problem.cue
+    return _with_cot(ml.render_prompt(problem), steps, random_layout(rng), answer, rng)
 
 
 def encoded(rng: random.Random) -> tuple[str, str, bool]:
