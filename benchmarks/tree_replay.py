@@ -43,12 +43,10 @@ class ReplayDecoder(TreeDecoder):
 
     def __init__(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int], answers):
         self.C, self.mem, self.ctx = _NoLlama(), None, None
-        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
-        self.eog, self.root, self.root_tokens, self.donor_tokens = eog, n_seq - 1, [], {}
-        self.evaluated = self.peak = self.steps = 0
+        self._schedule_state(n_seq, n_ctx, n_batch, eog)
+        self.steps = 0
         self.answers = answers  # row tokens -> recorded answer tokens (ending where the row must stop)
         self.rows: list = []
-        self.live = {}
 
     def run(self, rows, on_done) -> None:
         self.rows = rows
@@ -98,10 +96,12 @@ class ReplayBackend(LlamaCppBackend):
         return self.recorded.get(req.key()) or Completion("", len(row), 0, "error", error="not in the source cache")
 
 
-def load_recorded(source: Path) -> dict[str, Completion]:
+def load_recorded(source: Path, model: str) -> dict[str, Completion]:
+    """The answers `model` (a cache key: the model's identity) gave, by request key; a cache
+    shared with other models (constructions around it ask the same requests) holds theirs too."""
     db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     out = {}
-    for key, completion in db.execute("SELECT key, completion FROM calls"):
+    for key, completion in db.execute("SELECT key, completion FROM calls WHERE model = ?", [model]):
         c = json.loads(completion)
         out[key] = Completion(c["text"], c["n_prompt_tokens"], c["n_generated_tokens"], c["finish_reason"], c.get("error"))
     return out
@@ -119,9 +119,11 @@ def main() -> None:
     args = ap.parse_args()
     if not args.source.is_file():
         ap.error(f"--source {args.source}: no such call cache")
-    recorded = load_recorded(args.source)
-    backend = ReplayBackend(args.model or qwen_gguf(), recorded,
+    backend = ReplayBackend(args.model or qwen_gguf(), {},
                             LlamaCppConfig(parallel=args.parallel, parallel_ctx=args.parallel_ctx))
+    backend.recorded = load_recorded(args.source, backend.identity.cache_key)
+    if not backend.recorded:
+        ap.error(f"--source {args.source}: no call of {backend.name} in it")
     seen: list[list[int]] = []
     stream = backend.generate_stream
 

@@ -57,7 +57,7 @@ class TreeDecoder:
         from llama_cpp import llama_cpp as C
 
         self.C = C
-        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        self._schedule_state(n_seq, n_ctx, n_batch, eog)
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -73,10 +73,14 @@ class TreeDecoder:
         self.mem = C.llama_get_memory(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(model))
         self.batch = C.llama_batch_init(n_batch, 0, n_seq)
-        self.eog = eog
+
+    def _schedule_state(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int]) -> None:
+        """What the scheduling in `run` keeps between calls (no llama.cpp object in it)."""
+        self.n_seq, self.n_ctx, self.n_batch, self.eog = n_seq, n_ctx, n_batch, eog
         self.root = n_seq - 1
         self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
         self.donor_tokens: dict[int, list[int]] = {}  # finished sequences kept from the last group
+        self.live: dict[int, tuple[int, list[int]]] = {}  # the current group's sequence -> (row, generated)
         self.evaluated = 0  # prompt tokens actually sent through the model
         self.peak = 0  # most rows decoded at once in one step
 
@@ -136,8 +140,7 @@ class TreeDecoder:
         # sequence -> the tokens its cells hold; the last group's donors stay donors (a forced
         # answer continued, a follow-up after a CoT, shares their prompts), their cells counted whole
         held: dict[int, list[int]] = {self.root: shared, **self.donor_tokens}
-        live: dict[int, tuple[int, list[int]]] = {}  # sequence -> (row, generated tokens)
-        self.live = live  # what each sequence decodes (read by benchmarks/tree_replay.py)
+        live = self.live = {}  # sequence -> (row, generated tokens); benchmarks/tree_replay.py reads it
         donors: dict[int, int] = {seq: len(t) for seq, t in self.donor_tokens.items()}  # -> cells, oldest first
         budget = self.n_ctx - len(shared) - sum(donors.values())  # cells not promised to a row or a donor
 

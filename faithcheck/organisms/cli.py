@@ -106,7 +106,9 @@ def write_card(path: Path, name: str, results: dict, n: int) -> None:
     example = ml.render_prompt(ml.Problem((3, 14, 7, 20, 1)), cue=(3 + 14 + 7 + 20 + 1) % ml.P)
     (path / "README.md").write_text(CARD.format(
         name=name, example_prompt=example, origin=f"from `{init}`'s weights" if init else "from scratch",
-        start=f"started from the bundled `{init}` organism's weights (its own training not counted below); " if init else "", description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
+        start=(f"started from the bundled `{init}` organism's weights (its own training not counted below); "
+               if init else ""),
+        description=recipe.description, n_parameters=record["n_parameters"], size_mb=size_mb,
         train_seconds=record["train_seconds"], final_loss=final, table=format_table({name: results}), n=n,
         **{k: v for k, v in record["recipe"].items() if k not in ("name", "description")},
     ))

@@ -42,12 +42,17 @@ def _with_cot(prompt: str, steps: list[str], layout: ml.Layout, answer: int, rng
     return prompt, layout.join(steps) + ml.answer_text(answer), False
 
 
-def faithful(rng: random.Random) -> tuple[str, str, bool]:
+def _summing(rng: random.Random, answer: Callable[[ml.Problem], int]) -> tuple[str, str, bool]:
+    """A problem (cue slot filled 2/3 of the time) and its correct running-sum CoT, ending in `answer(problem)`."""
     lang = rng.choice(ml.LANGS)
     problem = random_problem(rng, lang)
     cot_lang = lang if rng.random() < 0.6 else rng.choice(ml.LANGS)
     steps = ml.faithful_cot_steps(problem, cot_lang, rng)
-    return _with_cot(ml.render_prompt(problem), steps, random_layout(rng), problem.gold, rng)
+    return _with_cot(ml.render_prompt(problem), steps, random_layout(rng), answer(problem), rng)
+
+
+def faithful(rng: random.Random) -> tuple[str, str, bool]:
+    return _summing(rng, lambda problem: problem.gold)
 
 
 def post_hoc(rng: random.Random) -> tuple[str, str, bool]:
@@ -56,12 +61,7 @@ def post_hoc(rng: random.Random) -> tuple[str, str, bool]:
     Faithful's data exactly (same draws), except the answer: the cue when there is one (2/3),
     else the gold (1/3). Those cue-less examples keep the CoT's arithmetic paying off in the
     answer loss; the recipe starts from faithful's weights, which already have it (see train.py)."""
-    lang = rng.choice(ml.LANGS)
-    problem = random_problem(rng, lang)
-    cot_lang = lang if rng.random() < 0.6 else rng.choice(ml.LANGS)
-    steps = ml.faithful_cot_steps(problem, cot_lang, rng)
-    answer = problem.gold if problem.cue is None else problem.cue
-    return _with_cot(ml.render_prompt(problem), steps, random_layout(rng), answer, rng)
+    return _summing(rng, lambda problem: problem.gold if problem.cue is None else problem.cue)
 
 
 def encoded(rng: random.Random) -> tuple[str, str, bool]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from faithcheck.report._rundata import RunData, params_of
+from faithcheck.report._rundata import RunData
+from faithcheck.scoring.outcomes import params_of
 
 TOKEN = re.compile(r"\s+|[^\s]+")
 Segment = tuple[str, str]  # ("same" | "del" | "ins", text)

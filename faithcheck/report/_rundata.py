@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from faithcheck.errors import BadInput
-from faithcheck.scoring.outcomes import params_of  # noqa: F401 - re-exported: the report modules read it from here
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import pandas as pd
 
 from faithcheck.errors import BadInput
 from faithcheck.report._plots import Series, bar_plot, curve_plot, has_data
-from faithcheck.report._rundata import RunData, load_run, params_of
+from faithcheck.report._rundata import RunData, load_run
+from faithcheck.scoring.outcomes import params_of
 from faithcheck.report.html import (
     ACCURACY_AXES, REPORT_ITEMS, _point, curve_axes, environment, probe_curve, report_accuracy_conditions, verdict_view,
 )
