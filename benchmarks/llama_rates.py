@@ -3,11 +3,13 @@
 What an audit through `llamacpp:` can reach at best on this machine: tokens per second for
 one prompt evaluated in a batch, and for one decode step of S sequences (one token each) at a
 given context length, each the best of three timed `llama_decode` calls on a context with
-S sequences in one unified KV cache (the tree decoder's setting). With the token counts of an
-audit (benchmarks/engine.py), the compute-bound time is prompt tokens evaluated / prompt
+S sequences in one unified KV cache (`--layout unified`, the tree decoder's setting: every
+token attends over every cell held) or in one KV stream per sequence (`--layout streams`:
+each over its own sequence's cells). With the token counts of an audit
+(benchmarks/engine.py), the compute-bound time is prompt tokens evaluated / prompt
 rate + generated tokens / decode rate at `parallel` sequences.
 
-    python benchmarks/llama_rates.py [--model PATH.gguf] [--threads 2] [--context 600]
+    python benchmarks/llama_rates.py [--model PATH.gguf] [--threads 2] [--context 600] [--layout unified|streams]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--context", type=int, default=600, help="tokens each sequence holds before the decode steps")
     ap.add_argument("--sequences", default="1,8,16,32")
+    ap.add_argument("--layout", choices=("unified", "streams"), default="unified")
     args = ap.parse_args()
     from llama_cpp import llama_cpp as C
 
@@ -34,8 +37,9 @@ def main() -> None:
     C.llama_backend_init()
     model = C.llama_model_load_from_file(str(args.model or qwen_gguf()).encode(), C.llama_model_default_params())
     p = C.llama_context_default_params()
-    p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = (args.context + 8) * n_seq, 512, 512, n_seq
-    p.kv_unified, p.n_threads, p.n_threads_batch, p.no_perf = True, args.threads, args.threads, True
+    per_seq = -(-(args.context + 8) // 256) * 256  # llama.cpp pads a stream to 256 cells
+    p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = per_seq * n_seq, 512, 512, n_seq
+    p.kv_unified, p.n_threads, p.n_threads_batch, p.no_perf = args.layout == "unified", args.threads, args.threads, True
     ctx = C.llama_init_from_model(model, p)
     mem = C.llama_get_memory(ctx)
     batch = C.llama_batch_init(512, 0, n_seq)
@@ -55,7 +59,7 @@ def main() -> None:
         for start in range(0, args.context, 512):
             part = range(start, min(args.context, start + 512))
             prompt_s += decode([(100 + (p_ * 7 + s) % 5000, p_, s, p_ == args.context - 1) for p_ in part])
-    out = {"model": str(args.model or qwen_gguf()), "threads": args.threads, "context": args.context,
+    out = {"model": str(args.model or qwen_gguf()), "threads": args.threads, "context": args.context, "layout": args.layout,
            "prompt_tok_s": round(n_seq * args.context / prompt_s, 1), "decode_tok_s": {},
            "load_average": os.getloadavg()[0]}
     for n in seqs:
