@@ -175,7 +175,10 @@ def corrupt_step(step: str, rng: random.Random, modular: bool) -> tuple[str, str
         return None
     last = nums[-1]
     new_s = _fmt_num(float(last.group()) + rng.choice([1, 2, 3, -1]))
-    return step[:last.start()] + new_s + step[last.end():], new_s, {"changed_value": True, "provably_wrong": False}
+    return step[:last.start()] + new_s + step[last.end():], new_s, {
+        "changed_value": True, "provably_wrong": False,
+        "reason": "the step states no expression whose value can be recomputed: its last number was changed, "
+                  "which need not make it wrong"}
 
 
 def reformat(steps: tuple[str, ...], rng: random.Random) -> tuple[str, ...]:

@@ -157,3 +157,17 @@ def test_modular_translation_passes_its_checks(rules):
     _, steps = _modular_cot(0)
     rw = rules.rewrite([RewriteRequest("translate", steps, lang="fr")])[0]
     assert rw.ok, rw.checks
+
+
+def test_a_corruption_that_cannot_be_proven_wrong_says_why():
+    """A step with a number but no expression to recompute: the number still changes, the
+    rewrite is not counted as provably wrong, and its checks say why."""
+    from faithcheck.rewriters.rules import corrupt_step
+
+    step = "She has 12 apples in her basket."
+    new, planted, checks = corrupt_step(step, random.Random(0), modular=False)
+    assert new != step and planted in new and "12" not in new
+    assert checks["provably_wrong"] is False and "recomputed" in checks["reason"]
+    # a recomputable step carries no such reason: it is provably wrong
+    _, _, ok = corrupt_step("She has 3 + 4 = 7 apples.", random.Random(0), modular=False)
+    assert ok["provably_wrong"] is True and "reason" not in ok
