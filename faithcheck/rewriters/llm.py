@@ -275,9 +275,7 @@ class LLMRewriter(Rewriter):
                 if got is not None:
                     new, planted, checks = got
                     steps = req.steps[:req.index] + (new,) + req.steps[req.index + 1:]
-                    checks = dict(checks, method="rules")
-                    if not checks["provably_wrong"]:
-                        checks["reason"] = "the corrupted step is still correct"
+                    checks = dict(checks, method="rules")  # an unproven corruption carries its reason
                     out[i] = Rewrite(steps, bool(checks["provably_wrong"]), checks, planted)
                     continue
                 if modular:
