@@ -17,6 +17,11 @@ Each check seed draws its own item sample (unless --item-seed), so the runs of o
 independent replicates; the q seeds draw other samples (a seed in both is refused; samples of
 different seeds may still share a few items by chance, and the count is printed).
 
+`--draw exact` (the default) makes exactly round(F n) of each run's n items post hoc
+(`--model-arg items=N item_seed=S`), so F is the share the construction really has; `--draw
+coin` tosses a seeded coin per item, so a run's realised share scatters binomially around F
+and the check then also measures that scatter (the README's earlier tables).
+
 INNER's calls go through one shared cache, so every fraction reuses the model's work on
 the same items; only the construction's own (cheap) calls differ.
 """
@@ -35,7 +40,7 @@ FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], half: str | None = None,
-          n: int | None = None) -> dict:
+          n: int | None = None, exact: bool = False) -> dict:
     """One audit of `model`; its post-hoc share read on all its items, or on one half of them
     (`half` "A"/"B", split by a hash of the item id) when q and the check share the items."""
     from faithcheck.audit.pipeline import AuditConfig, run_audit
@@ -47,6 +52,8 @@ def audit(model: str, args, seed: int, mix_seed: int, inner_args: list[str], hal
 
     started = time.time()
     model_args = [f"task={args.task}", f"cache={args.cache}", f"mix_seed={mix_seed}", *inner_args]
+    if exact:
+        model_args += [f"items={n or args.n}", f"item_seed={seed}"]
     backend = load_backend(model, model_args)
     config = AuditConfig(model=model, task=args.task, n=n or args.n, seed=seed, probes=tuple(args.probes.split(",")),
                          progress=False, model_args=tuple(model_args),
@@ -83,6 +90,7 @@ def save(args, q: float, q_runs: list[dict], rows: list[dict]) -> None:
     """coverage.json, rewritten after every run, so a run cut short keeps what it measured."""
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps({"inner": args.inner, "task": args.task, "n": args.n, "q_n": args.q_n or args.n, "q": q,
+                                                        "draw": args.draw,
                                                         "probes": args.probes, "q_runs": q_runs, "runs": rows},
                                                        indent=2, default=str) + "\n")
 
@@ -105,6 +113,8 @@ def main() -> None:
     ap.add_argument("--q-n", type=int, default=None, help="items per q run (default: --n); q runs pool their "
                     "items, so several small samples (whose calls may be cached) can stand in for one large one")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
+    ap.add_argument("--draw", choices=("exact", "coin"), default="exact",
+                    help="exact: round(F n) post-hoc items per run (the truth is that share); coin: one seeded coin per item")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("FAITHCHECK_CACHE_DIR", "reports")) / "posthoc_share.sqlite")
     ap.add_argument("--out", type=Path, default=Path("reports") / "posthoc_share")
     args = ap.parse_args()
@@ -145,8 +155,10 @@ def main() -> None:
     for f in fractions:
         for s in seeds:
             item_seed = s if args.item_seed is None else args.item_seed
-            run = audit(f"mixed:{f:g}:{args.inner}", args, item_seed, s, args.inner_arg, "B" if args.split_q else None)
-            truth = f + (1 - f) * q
+            run = audit(f"mixed:{f:g}:{args.inner}", args, item_seed, s, args.inner_arg, "B" if args.split_q else None,
+                        exact=args.draw == "exact")
+            known = run["realised_fraction"] if args.draw == "exact" else f  # exact: the construction's own share
+            truth = known + (1 - known) * q
             run.update(fraction=f, seed=s, truth=truth,
                        covers=run["ci_low"] <= truth <= run["ci_high"], error=abs(run["estimate"] - truth),
                        covers_realised=run["ci_low"] <= run["realised_fraction"] + (1 - run["realised_fraction"]) * q <= run["ci_high"])
@@ -157,8 +169,8 @@ def main() -> None:
                   f"{'covers' if run['covers'] else 'MISSES'} |err| {run['error']:.3f} verdict {run['verdict']} "
                   f"{run['seconds']:.0f} s", flush=True)
 
-    print(f"\ncoverage table: {args.inner} on {args.task}, n={args.n} items per run, seeds {seeds}, "
-          f"true share F + (1 - F) q with q = {q:.3f}")
+    print(f"\ncoverage table: {args.inner} on {args.task}, n={args.n} items per run, seeds {seeds}, draw {args.draw}, "
+          f"true share F + (1 - F) q with q = {q:.3f}" + (" (F: the run's exact post-hoc share)" if args.draw == "exact" else ""))
     print("| F | true share | runs | CI covers truth | CI covers realised | mean estimate | max abs error |")
     print("|---|---|---|---|---|---|---|")
     for f in fractions:

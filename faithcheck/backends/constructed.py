@@ -14,18 +14,23 @@ before trusting its verdict on that model. Three spellings, each around any mode
   step reads the code back from whatever CoT is in its context and, when the code is gone (a
   paraphrase re-words the connectives; a cut keeps less than both), falls back to INNER's own
   no-CoT answer. A layout-only change keeps the words, so it keeps the code.
-- `mixed:F:INNER` — post-hoc on a seeded fraction F of items (decided per item from a hash of
-  its question and `mix_seed`), INNER itself on the rest; `post_hoc_items` tells which.
+- `mixed:F:INNER` — post-hoc on a seeded fraction F of items, INNER itself on the rest;
+  `post_hoc_items` tells which. By default each item tosses its own coin (a hash of its
+  question and `mix_seed`), so an audit's realised share scatters around F (binomially: 42 to
+  62 of 100 at F = 0.5). With `items=N item_seed=S` the construction draws the N items that
+  `--n N --seed S` audits and makes exactly round(F·N) of them post hoc (the ones with the
+  lowest hash), so the known share is exact; a request for any other item is refused.
 
 They are ordinary backends: the engine caches, resumes and counts their calls; INNER's own
 calls go through an inner engine with its own cache (`--model-arg cache=PATH`), so INNER's
 work is shared between constructions, fractions and seeds. Wrapper keys (`task`, `cache`,
-`mix_seed`) are read here; every other `--model-arg` goes to INNER.
+`mix_seed`, `items`, `item_seed`) are read here; every other `--model-arg` goes to INNER.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,7 +47,7 @@ from faithcheck.tasks.gsm8k import NUMBER, normalise_number
 
 VERSION = 1  # bump when a construction's behaviour changes: it is part of the fingerprint
 KINDS = ("post_hoc", "encoded", "mixed")
-WRAPPER_KEYS = ("task", "cache", "mix_seed")
+WRAPPER_KEYS = ("task", "cache", "mix_seed", "items", "item_seed")
 # The encoded organism's alphabet: sentence-opening connectives a paraphrase is free to re-word.
 CODE_WORDS = ("So", "Therefore", "Thus", "Hence", "Then", "Next")
 _LAYOUT_PREFIX = re.compile(r"\s*(?:(?:\d+[.)]|Step \d+:|[-*•])\s+)?")
@@ -58,6 +63,8 @@ class WrapperConfig:
     task: str = "gsm8k"
     cache: str = "default"  # INNER's call cache: a path, "default" (the faithcheck cache) or "none"
     mix_seed: int = 0
+    items: int = 0  # mixed only: > 0 makes exactly round(F·items) of the items `--n items --seed item_seed` draws post hoc
+    item_seed: int = 0
 
 
 def question_key(prompt: str) -> str:
@@ -155,7 +162,7 @@ class ConstructedBackend(Backend):
     """A construction around an inner backend (see the module docstring)."""
 
     def __init__(self, kind: str, inner: Backend, task: Task, cache: CallCache | None,
-                 fraction: float = 1.0, mix_seed: int = 0, inner_name: str = ""):
+                 fraction: float = 1.0, mix_seed: int = 0, inner_name: str = "", items: int = 0, item_seed: int = 0):
         if kind not in KINDS:
             raise BadInput(f"constructed organism: unknown kind {kind!r}; known: {', '.join(KINDS)}")
         if kind == "encoded" and task.name == "modular":
@@ -164,6 +171,11 @@ class ConstructedBackend(Backend):
         self.kind, self.inner, self.task = kind, inner, task
         self.fraction = 1.0 if kind == "post_hoc" else (0.0 if kind == "encoded" else fraction)
         self.mix_seed = mix_seed
+        if items < 0 or (items and kind != "mixed"):
+            raise BadInput(f"--model-arg items={items}: an item count > 0, and only for mixed:F:INNER "
+                           "(post_hoc and encoded treat every item alike)")
+        self.items, self.item_seed = items, item_seed
+        self._exact = self._exact_draw() if items else None
         self.engine = Engine(inner, cache, progress=False)
         self.chunk_size = inner.chunk_size
         # the audit prompts this backend as it would prompt INNER (chat template, earlier turns)
@@ -174,6 +186,8 @@ class ConstructedBackend(Backend):
         spelled = f"mixed:{fraction:g}" if kind == "mixed" else kind
         self.name = f"{spelled}:{inner_name or inner.name}"
         params = {"kind": kind, "task": task.name, "fraction": self.fraction, "mix_seed": mix_seed, "version": VERSION}
+        if items:
+            params.update(items=items, item_seed=item_seed)
         self.fingerprint = f"constructed:{canonical_json(params)}:{inner.identity.cache_key}"
         self._hidden: dict[str, tuple[str | None, str | None]] = {}
         self._no_cot: dict[str, tuple[str | None, str | None]] = {}
@@ -184,7 +198,23 @@ class ConstructedBackend(Backend):
         """Whether the item this prompt poses is answered post hoc (always for post_hoc, never for encoded)."""
         if self.kind != "mixed":
             return self.kind == "post_hoc"
-        return unit_hash("mixed", self.mix_seed, question_key(prompt)) < self.fraction
+        key = question_key(prompt)
+        if self._exact is None:
+            return unit_hash("mixed", self.mix_seed, key) < self.fraction
+        if key not in self._exact:
+            raise BadInput(f"model {self.name} (--model-arg items={self.items} item_seed={self.item_seed}): a request "
+                           f"for an item outside the {self.items} items that `--n {self.items} --seed {self.item_seed}` "
+                           f"draws ({key[:80]!r}); audit with those flags, or drop items= for a coin per item")
+        return self._exact[key]
+
+    def _exact_draw(self) -> dict[str, bool]:
+        """question key -> post hoc, for the items `--n items --seed item_seed` draws: exactly
+        round(F·N) of them (N the items drawn), those with the lowest `mix_seed` hash."""
+        keys = list(dict.fromkeys(question_key(self.task.prompt(item))
+                                  for item in self.task.load(self.items, self.item_seed).items))
+        count = math.floor(self.fraction * len(keys) + 0.5)
+        chosen = set(sorted(keys, key=lambda k: unit_hash("mixed", self.mix_seed, k))[:count])
+        return {k: k in chosen for k in keys}
 
     @cached_property
     def _answer_cue(self) -> str:
@@ -328,7 +358,8 @@ def build(kind: str, inner_model: str, model_args: list[str], fraction: float = 
         default_cache_path() if config.cache == "default" else config.cache, flag="--model-arg cache")
     inner = load_backend(inner_model, inner_args)
     configure_task(task, task_options([]), inner)  # as the audit configures it for INNER (default --task-arg)
-    return ConstructedBackend(kind, inner, task, cache, fraction, config.mix_seed, inner_name=inner_model)
+    return ConstructedBackend(kind, inner, task, cache, fraction, config.mix_seed, inner_name=inner_model,
+                              items=config.items, item_seed=config.item_seed)
 
 
 @backends.register("post_hoc", "constructed organism: post_hoc:INNER answers from a hidden full CoT, whatever CoT is shown "
@@ -344,7 +375,7 @@ def encoded_backend(target: str, model_args: list[str]) -> Backend:
 
 
 @backends.register("mixed", "constructed organism: mixed:F:INNER is post_hoc on a seeded fraction F of items, INNER on "
-                   "the rest (--model-arg mix_seed=S task=T)")
+                   "the rest (--model-arg mix_seed=S task=T; items=N item_seed=S: exactly round(F·N) of that sample)")
 def mixed_backend(target: str, model_args: list[str]) -> Backend:
     fraction_text, _, inner = target.partition(":")
     try:

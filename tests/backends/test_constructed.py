@@ -179,6 +179,55 @@ def test_mixed_is_post_hoc_on_a_seeded_fraction(gsm8k):
     assert [other.post_hoc_items(p) for p in prompts] != [_wrap("mixed", gsm8k, 0.5, 3)[0].post_hoc_items(p) for p in prompts]
 
 
+def _exact(gsm8k, fraction, seed=0, items=50, item_seed=7):
+    return ConstructedBackend("mixed", ScriptedBackend(_inner_script), gsm8k, cache=None, fraction=fraction, mix_seed=seed,
+                              inner_name="scripted:v1", items=items, item_seed=item_seed)
+
+
+def test_mixed_with_items_is_post_hoc_on_exactly_its_share_of_the_audited_sample(gsm8k):
+    sample = gsm8k.load(50, 7).items
+    prompts = [gsm8k.prompt(i) for i in sample]
+    chosen = {}
+    for f, count in [(0.0, 0), (0.25, 13), (0.5, 25), (0.75, 38), (1.0, 50)]:  # 12.5 and 37.5 round up
+        backend = _exact(gsm8k, f)
+        chosen[f] = {i.id for i, p in zip(sample, prompts) if backend.post_hoc_items(p)}
+        assert len(chosen[f]) == count
+        # every variant of an item (a hint in the question, a CoT in the prefill) is the item's part
+        assert all(backend.post_hoc_items(gsm8k.prompt(i, cue="7")) == (i.id in chosen[f]) for i in sample)
+    assert chosen[0.25] < chosen[0.5] < chosen[0.75]  # one ranking per mix_seed: the fractions nest
+    assert {i.id for i, p in zip(sample, prompts) if _exact(gsm8k, 0.5, seed=1).post_hoc_items(p)} != chosen[0.5]
+    assert _exact(gsm8k, 0.5).fingerprint != _wrap("mixed", gsm8k, 0.5, 0)[0].fingerprint != _exact(gsm8k, 0.5, item_seed=8).fingerprint
+
+
+def test_mixed_with_items_refuses_an_item_outside_its_sample(gsm8k):
+    backend = _exact(gsm8k, 0.5)
+    outside = next(i for i in gsm8k.load(None, 0).items if i.id not in {j.id for j in gsm8k.load(50, 7).items})
+    with pytest.raises(BadInput, match=r"outside the 50 items that `--n 50 --seed 7` draws"):
+        backend.post_hoc_items(gsm8k.prompt(outside))
+    with pytest.raises(BadInput, match="only for mixed"):
+        ConstructedBackend("post_hoc", ScriptedBackend(_inner_script), gsm8k, cache=None, items=50)
+    with pytest.raises(BadInput, match="only for mixed"):
+        load_backend("post_hoc:organism:faithful", ["task=modular", "cache=none", "items=10"])
+
+
+def test_mixed_with_items_in_an_audit_of_that_sample(faithful_path, tmp_path):
+    """Around the bundled faithful organism on the modular task: the audit of `--n 30 --seed 4`
+    gets exactly 15 post-hoc items, and an audit of another sample is refused."""
+    from faithcheck.audit.pipeline import AuditConfig, run_audit
+    from faithcheck.engine.cache import CallCache
+
+    args = ["task=modular", "cache=none", "mix_seed=5", "items=30", "item_seed=4"]
+    backend = load_backend("mixed:0.5:organism:faithful", args)
+    config = AuditConfig(model="mixed:0.5:organism:faithful", task="modular", n=30, seed=4, out=tmp_path / "run",
+                         progress=False, probes=("no_cot",))
+    result = run_audit(config, backend=backend, cache=CallCache(tmp_path / "calls.sqlite"))
+    assert sum(backend.post_hoc_items(t.prompt) for t in result.traces) == 15 and len(result.traces) == 30
+    with pytest.raises(BadInput, match="outside the 30 items"):
+        run_audit(AuditConfig(model="mixed:0.5:organism:faithful", task="modular", n=30, seed=5, out=tmp_path / "other",
+                              progress=False, probes=("no_cot",)),
+                  backend=load_backend("mixed:0.5:organism:faithful", args), cache=CallCache(tmp_path / "calls.sqlite"))
+
+
 def test_mixed_items_behave_as_their_part(gsm8k):
     backend, _ = _wrap("mixed", gsm8k, fraction=0.5, seed=1)
     items = _items(40)
