@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from faithcheck.backends import load_backend  # noqa: E402
+from faithcheck.backends.base import FollowUps  # noqa: E402
 from faithcheck.backends.prefix_tree import Trie  # noqa: E402
 from faithcheck.engine.cache import CallCache  # noqa: E402
 from faithcheck.engine.engine import Engine  # noqa: E402
@@ -101,14 +102,23 @@ class StreamRecorder:
         self._stream = backend.generate_stream
 
     def __enter__(self):
-        def generate_stream(requests, emit):
+        def generate_stream(requests, emit, ahead=None):
             self.requests.extend(requests)
 
             def counted(pairs):
                 self.generated += sum(c.n_generated_tokens for _, c in pairs)
                 emit(pairs)
 
-            self._stream(requests, counted)
+            if ahead is None:
+                self._stream(requests, counted)
+                return
+
+            def answered(req, comp):  # a follow-up decoded in its CoT's sequence: one more request
+                self.requests.append(req)
+                self.generated += comp.n_generated_tokens
+                ahead.answered(req, comp)
+
+            self._stream(requests, counted, ahead=FollowUps(ahead.next, answered))
 
         self.backend.generate_stream = generate_stream
         return self

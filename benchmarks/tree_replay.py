@@ -24,7 +24,8 @@ from pathlib import Path
 
 from faithcheck.audit.pipeline import AuditConfig, run_audit
 from faithcheck.backends._llama_tree import TreeDecoder
-from faithcheck.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+from faithcheck.backends.base import FollowUps
+from faithcheck.backends.llamacpp import MAX_SEQUENCES, LlamaCppBackend, LlamaCppConfig
 from faithcheck.backends.prefix_tree import Trie
 from faithcheck.engine.cache import CallCache
 from faithcheck.pretrained import qwen_gguf
@@ -41,9 +42,9 @@ class _NoLlama:
 class ReplayDecoder(TreeDecoder):
     """TreeDecoder's scheduling with each row's next token read from its recorded answer."""
 
-    def __init__(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int], answers):
+    def __init__(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int], answers, live_max: int | None = None):
         self.C, self.mem, self.ctx = _NoLlama(), None, None
-        self._schedule_state(n_seq, n_ctx, n_batch, eog)
+        self._schedule_state(n_seq, n_ctx, n_batch, eog, live_max)
         self.steps = 0
         self.answers = answers  # row tokens -> recorded answer tokens (ending where the row must stop)
         self.rows: list = []
@@ -74,13 +75,20 @@ class ReplayBackend(LlamaCppBackend):
     def _tree(self) -> TreeDecoder:
         if self._decoder is None:
             cells = self.config.parallel_ctx or self.config.n_ctx * 4
-            self._decoder = ReplayDecoder(self.config.parallel + 1, cells, self.config.n_batch, self.eog, self.answers)
+            n_seq = min(self.config.parallel + 1 + self.config.donor_slots, MAX_SEQUENCES)
+            self._decoder = ReplayDecoder(n_seq, cells, self.config.n_batch, self.eog, self.answers, self.config.parallel)
         return self._decoder
 
-    def _tree_decode(self, requests, rows, todo, emit) -> None:
+    def _tree_decode(self, requests, rows, todo, emit, ahead=None) -> None:
         for i in todo:
             self.answers[tuple(rows[i])] = self._answer_tokens(requests[i])
-        super()._tree_decode(requests, rows, todo, emit)
+        super()._tree_decode(requests, rows, todo, emit, ahead)
+
+    def _follow_row(self, req: GenerationRequest):
+        row = super()._follow_row(req)
+        if row is not None:
+            self.answers[tuple(row.tokens)] = self._answer_tokens(req)
+        return row
 
     def _answer_tokens(self, req: GenerationRequest) -> list[int]:
         comp = self.recorded.get(req.key())
@@ -114,35 +122,55 @@ def main() -> None:
     ap.add_argument("--task", default="gsm8k")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--probes", default="", help="the audit's --probes (default: all, as benchmarks/engine.py runs it)")
+    ap.add_argument("--donor-slots", type=int, default=LlamaCppConfig.donor_slots,
+                    help="sequences beyond `parallel` that only keep donors (--model-arg donor_slots)")
+    ap.add_argument("--no-follow-ups", action="store_true",
+                    help="forced answers in a later call, as before the decoder took follow-ups (for comparison)")
     ap.add_argument("--parallel", type=int, default=LlamaCppConfig.parallel)
     ap.add_argument("--parallel-ctx", type=int, default=0)
     args = ap.parse_args()
     if not args.source.is_file():
         ap.error(f"--source {args.source}: no such call cache")
     backend = ReplayBackend(args.model or qwen_gguf(), {},
-                            LlamaCppConfig(parallel=args.parallel, parallel_ctx=args.parallel_ctx))
+                            LlamaCppConfig(parallel=args.parallel, parallel_ctx=args.parallel_ctx, donor_slots=args.donor_slots))
     backend.recorded = load_recorded(args.source, backend.identity.cache_key)
     if not backend.recorded:
         ap.error(f"--source {args.source}: no call of {backend.name} in it")
     seen: list[list[int]] = []
     stream = backend.generate_stream
 
-    def recording(requests, emit):
-        seen.extend(backend.tokens(r) for r in requests)
-        stream(requests, emit)
+    taken: list[GenerationRequest] = []  # follow-ups decoded in their CoT's sequence
 
+    def recording(requests, emit, ahead=None):
+        seen.extend(backend.tokens(r) for r in requests)
+        if ahead is None:
+            stream(requests, emit)
+            return
+
+        def answered(req, comp):
+            taken.append(req)
+            ahead.answered(req, comp)
+
+        stream(requests, emit, ahead=FollowUps(ahead.next, answered))
+
+    if args.no_follow_ups:
+        backend.follows_up = False
     backend.generate_stream = recording
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
+        probes = {"probes": tuple(args.probes.split(","))} if args.probes else {}
         config = AuditConfig(model=f"llamacpp:{backend.path}", task=args.task, n=args.n, seed=args.seed,
-                             out=Path(tmp) / "run", progress=False)
+                             out=Path(tmp) / "run", progress=False, **probes)
         result = run_audit(config, backend=backend, cache=CallCache(Path(tmp) / "calls.sqlite"))
+    seen += [backend.tokens(r) for r in taken]
     limit_prompt = len(Trie(seen))
     generated = backend.counters["generated_tokens"]
     evaluated = backend.counters["tokens_evaluated"]
     print(json.dumps({
         "source": str(args.source), "task": args.task, "items": args.n, "parallel": args.parallel,
-        "calls": len(seen), "missing_from_source": backend.missing, "verdict": result.verdict.label,
+        "calls": len(seen), "answered_ahead": len(taken),
+        "missing_from_source": backend.missing, "verdict": result.verdict.label,
         "prompt_tokens": backend.counters["prompt_tokens"], "tokens_evaluated": evaluated,
         "prefix_tree_prompt_tokens": limit_prompt, "generated_tokens": generated,
         "ratio": round((evaluated + generated) / (limit_prompt + generated), 3),

@@ -109,7 +109,8 @@ class Projection(Engine):
         self.calls: dict[str, Call] = {}
         self.answers: dict[str, Completion] = {}
 
-    def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
+    def run(self, requests: list[GenerationRequest], desc: str = "model calls", follow_up=None) -> list[Completion]:
+        """(`follow_up` is not walked: a stage's follow-ups come as the later run's requests.)"""
         new = list({r.key(): r for r in requests if r.key() not in self.calls}.values())
         found = self.sizes.lookup(new)
         for r in new:

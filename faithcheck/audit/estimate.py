@@ -114,7 +114,8 @@ class Recorder(Engine):
         self.rows: list[tuple[bool, int, int, float]] = []
         self.seconds = 0.0  # in model calls, all runs
 
-    def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
+    def run(self, requests: list[GenerationRequest], desc: str = "model calls", follow_up=None) -> list[Completion]:
+        """Timed by kind: `follow_up` is dropped, so forced answers are timed in runs of their own."""
         keys = list(dict.fromkeys(r.key() for r in requests))
         before = self.cache.get_many(self.backend.identity.cache_key, keys)
         started = time.monotonic()

@@ -53,11 +53,12 @@ class TreeDecoder:
     `n_ctx` cells. `decode(rows)` answers up to `n_seq - 1` rows at once (the last sequence
     id holds the root prefix kept between groups)."""
 
-    def __init__(self, model, n_seq: int, n_ctx: int, n_batch: int, threads: int, eog: set[int]):
+    def __init__(self, model, n_seq: int, n_ctx: int, n_batch: int, threads: int, eog: set[int],
+                 live_max: int | None = None):
         from llama_cpp import llama_cpp as C
 
         self.C = C
-        self._schedule_state(n_seq, n_ctx, n_batch, eog)
+        self._schedule_state(n_seq, n_ctx, n_batch, eog, live_max)
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -74,9 +75,12 @@ class TreeDecoder:
         self.n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(model))
         self.batch = C.llama_batch_init(n_batch, 0, n_seq)
 
-    def _schedule_state(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int]) -> None:
-        """What the scheduling in `run` keeps between calls (no llama.cpp object in it)."""
+    def _schedule_state(self, n_seq: int, n_ctx: int, n_batch: int, eog: set[int], live_max: int | None = None) -> None:
+        """What the scheduling in `run` keeps between calls (no llama.cpp object in it).
+        `live_max` rows decode at once (default: every sequence but the root); the other
+        sequences only keep finished rows' cells as donors."""
         self.n_seq, self.n_ctx, self.n_batch, self.eog = n_seq, n_ctx, n_batch, eog
+        self.live_max = live_max or n_seq - 1
         self.root = n_seq - 1
         self.root_tokens: list[int] = []  # what the root sequence holds, positions 0..len-1
         self.donor_tokens: dict[int, list[int]] = {}  # finished sequences kept from the last group
@@ -110,10 +114,14 @@ class TreeDecoder:
 
     # --- one group ----------------------------------------------------------------------
 
-    def run(self, rows: list[Row], on_done: Callable[[int, Decoded], None]) -> None:
+    def run(self, rows: list[Row], on_done: Callable[[int, Decoded], Row | None]) -> None:
         """Greedy continuations of `rows` (given in token order, each prompt at least one token
         and fitting the cache with its budget); `on_done(i, decoded)` is called for each row
-        the moment it finishes.
+        the moment it finishes. When it returns a Row (a follow-up: a forced answer after the
+        CoT just finished), that row is appended to `rows` and admitted before any other, in
+        the next step, while the finished row's cells are still held: it copies them and
+        evaluates only what it adds. A follow-up that does not begin with the root's shared
+        prefix, or cannot fit the cache, is not taken (the caller computes it later).
 
         Continuous batching: every step is one `llama_decode` (split at n_batch tokens) of the
         next token of each live row plus the prompts of the rows admitted into free sequences.
@@ -135,8 +143,16 @@ class TreeDecoder:
         C.llama_memory_seq_rm(mem, self.root, keep, -1)
         self.root_tokens = shared
         if keep < len(shared):
-            self._step([(shared[p], p, (self.root,), False) for p in range(keep, len(shared))], [])
-            self.evaluated += len(shared) - keep
+            # the rest of the root's prefix from the donor holding most of it (a call of one
+            # item's forced answers puts nearly the whole prompt in the root), then evaluated
+            src, have = max(((seq, common_prefix(t, shared)) for seq, t in self.donor_tokens.items()),
+                            key=lambda x: x[1], default=(None, 0))
+            if src is not None and have > keep:
+                C.llama_memory_seq_cp(mem, src, self.root, keep, have)
+                keep = have
+            if keep < len(shared):
+                self._step([(shared[p], p, (self.root,), False) for p in range(keep, len(shared))], [])
+                self.evaluated += len(shared) - keep
         # sequence -> the tokens its cells hold; the last group's donors stay donors (a forced
         # answer continued, a follow-up after a CoT, shares their prompts), their cells counted whole
         held: dict[int, list[int]] = {self.root: shared, **self.donor_tokens}
@@ -152,7 +168,17 @@ class TreeDecoder:
             empty.append(seq)
 
         pending = list(range(len(rows)))
-        while pending or live:
+        follow: list[int] = []
+
+        def finished(i: int, decoded: Decoded) -> None:
+            extra = on_done(i, decoded)
+            if (extra is not None and common_prefix(extra.tokens, shared) == len(shared) < len(extra.tokens)
+                    and self._cells(extra, shared) <= self.n_ctx - len(shared)):
+                rows.append(extra)
+                follow.append(len(rows) - 1)
+
+        while pending or live or follow:
+            pending, follow[:] = follow + pending, []
             entries: list[tuple[int, int, tuple[int, ...], bool]] = []
             wants: list[tuple[int, int]] = []  # (entry index, sequence) whose next token is read
             for seq, (i, got) in live.items():
@@ -162,7 +188,8 @@ class TreeDecoder:
             later = []
             for i in pending:
                 row, need = rows[i].tokens, self._cells(rows[i], shared)
-                if (not empty and not donors) or (admitted and len(entries) > 4 * self.n_batch):
+                if ((not empty and not donors) or (admitted and len(entries) > 4 * self.n_batch)
+                        or len(live) + len(admitted) >= self.live_max):
                     later.append(i)
                     continue
                 src, have = max(((seq, common_prefix(tokens, row)) for seq, tokens in held.items()),
@@ -203,7 +230,7 @@ class TreeDecoder:
             self.peak = max(self.peak, len(live))
             for seq, tok in self._step(entries, wants):
                 i, got = live[seq]
-                if not self._push(i, rows[i], got, tok, on_done):
+                if not self._push(i, rows[i], got, tok, finished):
                     del live[seq]
                     fed = got if tok in self.eog else got[:-1]  # the last token appended was never decoded
                     held[seq] = rows[i].tokens + fed

@@ -60,6 +60,18 @@ class ModelIdentity:
         return {"name": self.name, "fingerprint": self.fingerprint, "options": dict(self.options)}
 
 
+@dataclass(frozen=True)
+class FollowUps:
+    """What a backend that `follows_up` is told about the calls of a batch: `next(request,
+    completion)` names the call that will follow an answered one (the forced answer after a
+    CoT that stated none), or None; the backend may answer it at once, from what it still
+    holds, and hands the result to `answered(request, completion)`. The engine keeps those
+    for the later call that asks for them."""
+
+    next: Callable[[GenerationRequest, Completion], GenerationRequest | None]
+    answered: Callable[[GenerationRequest, Completion], None]
+
+
 class Backend(ABC):
     name: str = ""
     fingerprint: str = ""
@@ -71,6 +83,9 @@ class Backend(ABC):
     # True when generate_stream hands over each call as it is answered (a server backend):
     # the engine then saves every answered call before the next one is sent
     streams: bool = False
+    # True when generate_stream takes `ahead=FollowUps(...)` and answers follow-up calls in
+    # the same pass (llama.cpp: in the sequence of the call they follow, while it is held)
+    follows_up: bool = False
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Completion]:

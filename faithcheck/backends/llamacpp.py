@@ -35,11 +35,25 @@ from pathlib import Path
 from faithcheck.backends import backends
 from faithcheck.backends._chat_template import END_OF_TURN, ChatTemplate
 from faithcheck.backends._llama_tree import Decoded, Row, TreeDecoder, common_prefix
-from faithcheck.backends.base import HARMLESS, Backend, StreamingBackend, parse_model_args
+from faithcheck.backends.base import (
+    HARMLESS,
+    Backend,
+    FollowUps,
+    StreamingBackend,
+    parse_model_args,
+)
 from faithcheck.errors import BadInput
 from faithcheck.records import Completion, GenerationRequest
 
 _CHOICES = {"chat": ("auto", "on", "off")}
+
+
+# Sequences beyond `parallel` kept for donors only. A donor costs no compute, only the cells it
+# holds (within parallel_ctx, the oldest given up first); replaying a 20-item Qwen GSM8K audit
+# (benchmarks/tree_replay.py) evaluated 1.57x its prefix tree's prompt tokens with none, 1.29x
+# with 16, 1.08x with 48 and 1.01x with 112.
+DONOR_SLOTS = 112
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,10 @@ class LlamaCppConfig:
     n_ctx: context length in tokens; n_batch: prompt tokens evaluated per ggml batch;
     chat "auto" applies the GGUF's chat template when it has one; parallel: greedy requests
     decoded at once (1: one at a time through llama.cpp's high-level API), in a KV cache of
-    `parallel_ctx` cells shared by the group (0: n_ctx x 4)."""
+    `parallel_ctx` cells shared by the group (0: n_ctx x 4); donor_slots: sequences beyond
+    those `parallel` that only keep finished requests' cells for later requests sharing
+    their prefix (an item's no-CoT answer, cuts and forced answers come in later calls than
+    its CoT), within the same cells (at most 255 - parallel are used)."""
 
     threads: int = field(default=0, metadata=HARMLESS)
     n_ctx: int = 4096
@@ -59,6 +76,7 @@ class LlamaCppConfig:
     chat: str = "auto"
     parallel: int = field(default=16, metadata=HARMLESS)
     parallel_ctx: int = field(default=0, metadata=HARMLESS)
+    donor_slots: int = field(default=DONOR_SLOTS, metadata=HARMLESS)
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -68,6 +86,8 @@ class LlamaCppConfig:
             raise BadInput(f"--model-arg threads={self.threads}: expected 0 (auto) or more")
         if not 1 <= self.parallel <= 255:
             raise BadInput(f"--model-arg parallel={self.parallel}: expected 1 to 255")
+        if self.donor_slots < 0:
+            raise BadInput(f"--model-arg donor_slots={self.donor_slots}: expected 0 or more")
         if self.parallel_ctx < 0:
             raise BadInput(f"--model-arg parallel_ctx={self.parallel_ctx}: expected 0 (n_ctx x 4) or more")
         for key in ("n_ctx", "n_batch"):
@@ -112,6 +132,7 @@ class LlamaCppBackend(StreamingBackend):
     # one chunk per stage: requests stream back one by one, so a wide chunk costs no lost work
     # on a kill, and each chunk boundary is a tail where fewer than `parallel` rows decode
     chunk_size = 4096
+    follows_up = True  # a forced answer is decoded in its CoT's own sequence (see `_tree_decode`)
     takes_turns = True
 
     def __init__(self, path: str, config: LlamaCppConfig | None = None, name: str | None = None):
@@ -179,10 +200,12 @@ class LlamaCppBackend(StreamingBackend):
 
     # --- generation -------------------------------------------------------------------
 
-    def generate_stream(self, requests: list[GenerationRequest], emit) -> None:
+    def generate_stream(self, requests: list[GenerationRequest], emit, ahead: FollowUps | None = None) -> None:
         """Each completion is handed to `emit` the moment it is decoded (progress and the
         cache move per request). Greedy requests go `parallel` at a time through the prefix
-        tree decoder, in token order; sampled ones one at a time."""
+        tree decoder, in token order; sampled ones one at a time. With `ahead`, a greedy
+        request's follow-up (the forced answer after a CoT that stated none) is decoded the
+        moment the request finishes, copying its sequence, and handed to `ahead.answered`."""
         rows: list[list[int] | Exception] = []
         for r in requests:
             try:
@@ -206,24 +229,37 @@ class LlamaCppBackend(StreamingBackend):
             else:
                 greedy.append(i)
         if greedy:
-            self._tree_decode(requests, rows, greedy, emit)
+            self._tree_decode(requests, rows, greedy, emit, ahead)
 
     def _tree(self) -> TreeDecoder:
         if self._decoder is None:
             cells = self.config.parallel_ctx or self.config.n_ctx * 4
-            self._decoder = TreeDecoder(self.llm.model, self.config.parallel + 1, cells, self.config.n_batch,
-                                        self.threads, self.eog)
+            n_seq = min(self.config.parallel + 1 + self.config.donor_slots, MAX_SEQUENCES)
+            self._decoder = TreeDecoder(self.llm.model, n_seq, cells, self.config.n_batch, self.threads, self.eog,
+                                        live_max=self.config.parallel)
         return self._decoder
 
-    def _tree_decode(self, requests, rows, todo: list[int], emit) -> None:
-        """Greedy requests `todo` (in token order), continuously batched `parallel` at a time."""
+    def _tree_decode(self, requests, rows, todo: list[int], emit, ahead: FollowUps | None = None) -> None:
+        """Greedy requests `todo` (in token order), continuously batched `parallel` at a time;
+        with `ahead`, each one's follow-up decoded as soon as it finishes."""
         tree = self._tree()
         batch = [Row(rows[i], requests[i].max_new_tokens, self._stopper(rows[i], requests[i].stop)) for i in todo]
         before, answered = tree.evaluated, set()
+        follow: dict[int, GenerationRequest] = {}  # id of a follow-up's Row -> its request
 
-        def done(s: int, got: Decoded) -> None:
+        def done(s: int, got: Decoded) -> Row | None:
+            if s >= len(todo):  # a follow-up row the decoder appended
+                req = follow.pop(id(batch[s]))
+                ahead.answered(req, self._completion(req, batch[s].tokens, got.tokens, got.finish))
+                return None
             answered.add(s)
-            emit([(todo[s], self._completion(requests[todo[s]], batch[s].tokens, got.tokens, got.finish))])
+            comp = self._completion(requests[todo[s]], batch[s].tokens, got.tokens, got.finish)
+            emit([(todo[s], comp)])
+            nxt = ahead.next(requests[todo[s]], comp) if ahead is not None else None
+            row = self._follow_row(nxt) if nxt is not None and nxt.temperature == 0 and nxt.max_new_tokens > 0 else None
+            if row is not None:
+                follow[id(row)] = nxt
+            return row
 
         try:
             tree.run(batch, done)
@@ -234,6 +270,17 @@ class LlamaCppBackend(StreamingBackend):
         finally:
             self.counters["prompt_tokens"] += sum(len(r.tokens) for r in batch)
             self.counters["tokens_evaluated"] += tree.evaluated - before
+
+    def _follow_row(self, req: GenerationRequest) -> Row | None:
+        """The decoder's row for a follow-up request, or None where it is left to a later call
+        (it cannot be rendered, or does not fit the context)."""
+        try:
+            tokens = self.tokens(req)
+        except Exception:  # noqa: BLE001 - the later call reports it
+            return None
+        if len(tokens) + req.max_new_tokens > self.config.n_ctx:
+            return None
+        return Row(tokens, req.max_new_tokens, self._stopper(tokens, req.stop))
 
     def _stopper(self, row: list[int], stop: tuple[str, ...]):
         if not stop:

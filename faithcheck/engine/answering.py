@@ -51,6 +51,19 @@ def answer_request(task: Task, prompt: str, prefill: str, q: Query) -> Generatio
                              task.chat_context())
 
 
+def forced_after(task: Task, request: GenerationRequest, comp: Completion) -> tuple[GenerationRequest, str] | None:
+    """(the forced-answer request, the CoT) that follows a CoT `request` whose completion
+    states no answer, or None when it states one."""
+    cot, rest = task.split_output(request.prefill + comp.text)
+    if rest and task.parse_answer(rest) is not None:
+        return None
+    # after a think block the answer is forced outside it, the block closed as the model would
+    closed = think_closed(request.prefill + comp.text, task.think_tags)
+    forced = task.force_answer(cot) if closed is None else closed + task.answer_prefix.lstrip()
+    return GenerationRequest(request.prompt, forced, task.max_answer_tokens, ANSWER_STOP, request.temperature,
+                             request.seed, task.chat_context()), cot
+
+
 def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_budget: bool = False) -> list[Answered]:
     """Answers to `queries` in order. `mark_budget`: a generated CoT that hit its budget without
     an answer gets `budget_hit` and no answer (the baseline); otherwise its forced answer counts."""
@@ -62,7 +75,17 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
         else:
             first.append(GenerationRequest(q.prompt, q.prefill, task.max_cot_tokens + task.max_answer_tokens,
                                            task.cot_stop, q.temperature, q.seed, context))
-    results = engine.run(first, desc=desc)
+    writes = {first[i].key() for i, q in enumerate(queries) if q.mode != "answer"}
+
+    def follow_up(request: GenerationRequest, comp: Completion) -> GenerationRequest | None:
+        """Stage 2's request after a CoT that stated no answer: a backend that can answers it
+        in stage 1, right after the CoT, from the CoT's own cache cells."""
+        if comp.error is not None or request.key() not in writes:
+            return None
+        after = forced_after(task, request, comp)
+        return None if after is None else after[0]
+
+    results = engine.run(first, desc=desc, follow_up=follow_up)
     in_answer_mode = [i for i, q in enumerate(queries) if q.mode == "answer"]
     extended = extend_cut_answers(engine, task, [(first[i], results[i]) for i in in_answer_mode], desc)
     for i, comp in zip(in_answer_mode, extended):
@@ -75,16 +98,13 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
         elif q.mode == "answer":
             answered.append(Answered(q.prefill, task.parse_answer(task.answer_prefix + comp.text), comp.text, False))
         else:
-            cot, rest = task.split_output(q.prefill + comp.text)
-            answer = task.parse_answer(rest) if rest else None
-            if answer is None:
-                # after a think block the answer is forced outside it, the block closed as the model would
-                closed = think_closed(q.prefill + comp.text, task.think_tags)
-                forced = task.force_answer(cot) if closed is None else closed + task.answer_prefix.lstrip()
-                follow_ups.append((i, answer_request(task, q.prompt, forced, q), cot))
+            after = forced_after(task, first[i], comp)
+            if after is not None:
+                follow_ups.append((i, *after))
                 answered.append(None)
             else:
-                answered.append(Answered(cot, answer, comp.text, False))
+                cot, rest = task.split_output(q.prefill + comp.text)
+                answered.append(Answered(cot, task.parse_answer(rest), comp.text, False))
     if follow_ups:
         second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)")
         second = extend_cut_answers(engine, task, [(r, c) for (_, r, _), c in zip(follow_ups, second)], desc)

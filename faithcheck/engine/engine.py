@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from faithcheck.backends.base import Backend
+from faithcheck.backends.base import Backend, FollowUps
 from faithcheck.engine.cache import CLAIM_TTL, CallCache
 from faithcheck.errors import ModelUnavailable
 from faithcheck.records import Completion, GenerationRequest
@@ -39,6 +39,7 @@ class EngineStats:
     failed_calls: int = 0
     saved_calls: int = 0  # answered calls written to the cache by this run
     from_other_processes: int = 0  # calls another process sharing the cache computed for us
+    answered_ahead: int = 0  # follow-up calls the backend answered right after the call they follow
     prompt_tokens: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
@@ -184,6 +185,7 @@ class Engine:
         self.stats = EngineStats()
         self._local_chunk = min(self.chunk_size, getattr(backend, "batch_size", None) or FIRST_CHUNK)
         self._answered = 0
+        self._ahead: dict[str, Completion] = {}  # follow-up calls answered ahead, until a run asks for them
         self.roles: dict[str, Engine] = {}  # engines of the run's other models (rewriter, judge), by role
 
     def for_backend(self, backend: Backend, role: str) -> Engine:
@@ -200,9 +202,16 @@ class Engine:
         """Counts of every model call of the run: the audited model's, then each other role's."""
         return {"audited": self.stats.to_dict(), **{r: e.stats.to_dict() for r, e in self.roles.items()}}
 
-    def run(self, requests: list[GenerationRequest], desc: str = "model calls") -> list[Completion]:
+    def run(self, requests: list[GenerationRequest], desc: str = "model calls",
+            follow_up: Callable[[GenerationRequest, Completion], GenerationRequest | None] | None = None) -> list[Completion]:
         """Completions for `requests`, in order; each distinct request is computed at most once,
-        across every process sharing the cache."""
+        across every process sharing the cache.
+
+        `follow_up(request, completion)` names the call a later `run` will make after an
+        answered one (a forced answer after a CoT that stated none), or None. A backend that
+        `follows_up` answers it at once, in the same pass (llama.cpp: in the CoT's own
+        sequence, before its cells are given up); the engine saves and counts it as a model
+        call then, and the later run takes it from here."""
         start = time.time()
         self.stats.requests += len(requests)
         unique: dict[str, GenerationRequest] = {}
@@ -210,15 +219,17 @@ class Engine:
             unique.setdefault(r.key(), r)
         self.stats.unique += len(unique)
         fp = self.backend.identity.cache_key  # every option that changes the output is in it
-        done: dict[str, Completion] = self.cache.get_many(fp, list(unique)) if self.cache else {}
-        self.stats.cache_hits += len(done)
+        done: dict[str, Completion] = {k: self._ahead.pop(k) for k in list(unique) if k in self._ahead}
+        hits = self.cache.get_many(fp, [k for k in unique if k not in done]) if self.cache else {}
+        self.stats.cache_hits += len(hits)
+        done.update(hits)
         todo = [r for k, r in unique.items() if k not in done]
         todo = [todo[i] for i in prefix_order(todo)]
         bar = Progress([r.max_new_tokens for r in todo], f"{self.label}: {desc}" if self.label else desc, self.progress)
         renewal = _Renewal(self.cache) if self.cache and todo else None
         try:
             while todo:
-                todo = self._pass(fp, todo, done, bar)
+                todo = self._pass(fp, todo, done, bar, follow_up)
                 if todo:
                     time.sleep(POLL)  # the rest is being computed by another process
         finally:
@@ -229,7 +240,8 @@ class Engine:
             self.stats.seconds += time.time() - start
         return [done[r.key()] for r in requests]
 
-    def _pass(self, fp: str, todo: list[GenerationRequest], done: dict[str, Completion], bar: Progress) -> list[GenerationRequest]:
+    def _pass(self, fp: str, todo: list[GenerationRequest], done: dict[str, Completion], bar: Progress,
+              follow_up=None) -> list[GenerationRequest]:
         """Compute every request of `todo` no other live process has claimed; return those it has."""
         theirs: list[GenerationRequest] = []
         s = 0
@@ -248,10 +260,11 @@ class Engine:
                 theirs += [r for r in chunk if r.key() not in mine]
                 chunk = [r for r in chunk if r.key() in mine]
             if chunk:
-                self._compute(fp, chunk, done, bar)
+                self._compute(fp, chunk, done, bar, follow_up)
         return theirs
 
-    def _compute(self, fp: str, chunk: list[GenerationRequest], done: dict[str, Completion], bar: Progress) -> None:
+    def _compute(self, fp: str, chunk: list[GenerationRequest], done: dict[str, Completion], bar: Progress,
+                 follow_up=None) -> None:
         started = time.monotonic()
         got: set[int] = set()
 
@@ -266,7 +279,19 @@ class Engine:
                 self._count(comp)
             bar.done([chunk[i].max_new_tokens for i, _ in pairs], [c for _, c in pairs])
 
-        self.backend.generate_stream(chunk, emit)
+        def answered_ahead(req: GenerationRequest, comp: Completion) -> None:
+            if comp.error is not None:
+                return  # not kept: the later run computes it as any other call
+            if self.cache:
+                self.stats.saved_calls += self.cache.put_many(fp, [(req, comp)])
+            self._ahead[req.key()] = comp
+            self.stats.answered_ahead += 1
+            self._count(comp)
+
+        if follow_up is not None and self.backend.follows_up:
+            self.backend.generate_stream(chunk, emit, ahead=FollowUps(follow_up, answered_ahead))
+        else:
+            self.backend.generate_stream(chunk, emit)
         if len(got) != len(chunk):
             raise RuntimeError(f"backend {self.backend.name} returned {len(got)} results for {len(chunk)} requests")
         if not self.backend.streams:  # size the next chunk to about commit_window seconds of work

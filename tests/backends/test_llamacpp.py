@@ -157,6 +157,66 @@ def test_a_follow_up_call_copies_a_row_finished_in_the_call_before(qwen_gguf: Pa
         backend.close()
 
 
+def test_a_forced_answer_is_decoded_in_its_cots_own_sequence(qwen_gguf: Path):
+    """With `ahead`, each CoT's follow-up (its forced answer) is decoded the moment the CoT
+    finishes, copying the CoT's sequence: it evaluates only what it adds to the CoT (the
+    answer cue), where a later call would evaluate the CoT again, and it answers as llama.cpp's
+    own path does when the forced answer follows its CoT."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends.base import FollowUps
+
+    cots = [GenerationRequest(QUESTION, "Let's think step by step.", 24, ()),
+            GenerationRequest("A list: count from 1 to 60, separated by commas.", "", 24, ())]
+
+    def forced(req, comp):
+        return GenerationRequest(req.prompt, req.prefill + comp.text + "\nThe answer is", 4, ("\n",))
+
+    ahead_backend, cots_only, one = (load_backend(f"llamacpp:{qwen_gguf}", [f"parallel={k}"]) for k in (2, 2, 1))
+    try:
+        answered: list = []
+        got: dict = {}
+        ahead_backend.generate_stream(cots, got.update, ahead=FollowUps(forced, lambda r, c: answered.append((r, c))))
+        plain = cots_only.generate(cots)
+        assert [got[i].text for i in range(2)] == [c.text for c in plain]
+        answered.sort(key=lambda pair: [forced(r, c) for r, c in zip(cots, plain)].index(pair[0]))  # in finishing order
+        assert [r for r, _ in answered] == [forced(r, c) for r, c in zip(cots, plain)]
+        # llama.cpp's own path, one request at a time, each forced answer right after its CoT (its
+        # cells reused there too: a prompt evaluated afresh can differ from cells written while
+        # generating in the last bits, and flip a near-tie)
+        assert [c.text for _, c in answered] == [one.generate([forced(r, one.generate([r])[0])])[0].text for r in cots]
+        extra = ahead_backend.counters["tokens_evaluated"] - cots_only.counters["tokens_evaluated"]
+        later = [ahead_backend.tokens(r) for r, _ in answered]
+        assert extra <= 2 * 8 < min(map(len, later)), (extra, [len(t) for t in later])
+    finally:
+        for b in (ahead_backend, cots_only, one):
+            b.close()
+
+
+def test_donor_slots_keep_a_prefix_past_other_calls(qwen_gguf: Path):
+    """A CoT's forced answer may come calls later, after more rows than `parallel` have passed
+    through: with sequences kept for donors only, the CoT's cells are still there to copy
+    (and the answers are the same); without, its prompt is evaluated again."""
+    from faithcheck.backends import load_backend
+
+    cot = GenerationRequest(QUESTION, "Let's think step by step.", 24, ())
+    others = [GenerationRequest(f"Name a colour, number {k}.", "", 3, ()) for k in range(4)]
+    evaluated, answers = {}, {}
+    for slots in (0, 6):
+        backend = load_backend(f"llamacpp:{qwen_gguf}", ["parallel=2", f"donor_slots={slots}"])
+        try:
+            [done] = backend.generate([cot])
+            backend.generate(others)  # four rows through two live slots
+            later = GenerationRequest(QUESTION, cot.prefill + done.text + "\nThe answer is", 4, ("\n",))
+            before = backend.counters["tokens_evaluated"]
+            answers[slots] = backend.generate([later])[0].text
+            evaluated[slots] = backend.counters["tokens_evaluated"] - before
+            assert backend._decoder.peak <= 2
+        finally:
+            backend.close()
+    assert evaluated[6] <= 8 and evaluated[0] >= 40, evaluated  # the answer cue vs the whole prompt again
+    assert answers[6] == answers[0]
+
+
 def test_a_tight_cache_counts_the_shared_prefix_once(qwen_gguf: Path):
     """Rows are admitted by the cells they add beyond the root's shared prefix: a cache that
     holds the prefix once and three rows' own tokens and budgets decodes more rows at once

@@ -87,3 +87,72 @@ def test_the_forced_answer_after_a_cot_is_continued_too():
     [got] = resolve(Engine(backend, None, progress=False), task, [Query("Q?", "", "generate")], "t")
     assert got.answer == "22", [c.prefill[-60:] for c in backend.calls]
     assert len(backend.calls) == 3
+
+
+# --- follow-ups answered ahead: the forced answer after a CoT, in the same pass ----------------
+
+class FollowingBackend(ScriptedBackend):
+    """A backend that `follows_up`: right after answering a request it asks `ahead.next` for
+    the call that will follow and answers it too, in the same pass (as llama.cpp does in the
+    CoT's own sequence)."""
+
+    follows_up = True
+
+    def __init__(self, script, take=lambda req: True):
+        super().__init__(script)
+        self.take = take  # which follow-ups it answers ahead (the rest are left to the later call)
+        self.ahead_calls: list[GenerationRequest] = []
+
+    def generate_stream(self, requests, emit, ahead=None):
+        for i, r in enumerate(requests):
+            [comp] = self.generate([r])
+            emit([(i, comp)])
+            nxt = ahead.next(r, comp) if ahead is not None else None
+            if nxt is not None and self.take(nxt):
+                self.ahead_calls.append(nxt)
+                ahead.answered(nxt, self.generate([nxt])[0])
+
+
+def _cot_script(r):
+    """Item k writes a CoT that states its answer when k is even, and none when k is odd;
+    forced, it answers 10 + k."""
+    k = int(r.prompt.split()[-1])
+    if r.prefill.endswith("The answer is"):
+        return f" {10 + k}."
+    return f" Step {k}. The answer is {10 + k}." if k % 2 == 0 else f" Step {k}, and more steps."
+
+
+def test_forced_answers_are_answered_ahead_by_a_backend_that_follows_up(tmp_path):
+    from faithcheck.engine.cache import CallCache
+
+    task, _ = gsm8k()
+    queries = [Query(f"Item {k}", "", "generate") for k in range(6)]
+    plain = ScriptedBackend(_cot_script)
+    want = resolve(Engine(plain, None, progress=False), task, queries, "t")
+    following = FollowingBackend(_cot_script)
+    engine = Engine(following, CallCache(tmp_path / "calls.sqlite"), progress=False)
+    got = resolve(engine, task, queries, "t")
+    assert [(a.cot, a.answer, a.written) for a in got] == [(a.cot, a.answer, a.written) for a in want]
+    assert [a.answer for a in got] == [str(10 + k) for k in range(6)]
+    # the three forced answers (odd items) were answered in the first pass, never sent again
+    assert len(following.ahead_calls) == 3 and len(following.calls) == len(plain.calls) == 9
+    assert len({c.key() for c in following.calls}) == 9  # each once: the later call sent nothing
+    stats = engine.stats
+    assert (stats.model_calls, stats.answered_ahead, stats.cache_hits, stats.saved_calls) == (9, 3, 0, 9)
+    # saved like any other call: a rerun on the same cache computes nothing
+    again = FollowingBackend(_cot_script)
+    rerun = Engine(again, CallCache(tmp_path / "calls.sqlite"), progress=False)
+    assert [a.answer for a in resolve(rerun, task, queries, "t")] == [a.answer for a in want]
+    assert again.calls == [] and rerun.stats.cache_hits == 9
+
+
+def test_a_follow_up_the_backend_leaves_is_sent_in_the_later_call():
+    task, _ = gsm8k()
+    queries = [Query(f"Item {k}", "", "generate") for k in range(4)]
+    following = FollowingBackend(_cot_script, take=lambda req: req.prompt != "Item 1")
+    engine = Engine(following, None, progress=False)
+    got = resolve(engine, task, queries, "t")
+    assert [a.answer for a in got] == ["10", "11", "12", "13"]
+    assert [c.prompt for c in following.ahead_calls] == ["Item 3"]
+    assert [c.prompt for c in following.calls[4:]] == ["Item 3", "Item 1"]  # ahead in pass 1; the left one in pass 2
+    assert engine.stats.model_calls == 6 and engine.stats.answered_ahead == 1
