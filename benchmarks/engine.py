@@ -199,7 +199,7 @@ def measure_gguf(path: Path, task_name: str, n: int, tmp: Path, sample: int, thr
         "engine_sample_ratio": round(sample_tokens / sample_s / raw_tok_s, 2),
         "load_average_start": round(load_before, 2), "load_average_end": round(load_after, 2),
         "verdict": result.verdict.label, "reason": result.verdict.reason,
-        "cot_accuracy": result.summary.get("cot_accuracy"),
+        "cot_accuracy": result.summary["accuracy"]["cot"],
     }
     backend.close()
     return figures
