@@ -24,6 +24,10 @@ fresh call cache) is measured differently: llama.cpp has no padding, so the figu
                       faithcheck's engine (fresh cache)
   throughput_ratio    audit_tok_s / raw_tok_s (target >= 0.8)
   audit_seconds       wall time of the whole audit (target <= 30 min at n=100 on 2 cores)
+  floor_seconds       the machine's compute-bound time for the audit's tokens, measured right
+                      after it (benchmarks/llama_rates.py at `parallel` sequences): prompt
+                      tokens evaluated / prompt rate + generated / decode rate;
+                      audit_over_floor: audit_seconds / floor_seconds (--no-floor: skip)
 
 Figures, per model:
   tokens_computed     tokens the engine forwarded through the model (padding included)
@@ -128,7 +132,7 @@ class StreamRecorder:
 
 
 def measure_gguf(path: Path, task_name: str, n: int, tmp: Path, sample: int, threads: int = 0, seed: int = 0,
-                 keep_cache: Path | None = None) -> dict:
+                 keep_cache: Path | None = None, floor: bool = True) -> dict:
     """A full audit of a chat model through llamacpp:, its tokens against the prefix-tree
     limit, and its generation throughput against llama.cpp's own on its own requests."""
     import os
@@ -201,7 +205,17 @@ def measure_gguf(path: Path, task_name: str, n: int, tmp: Path, sample: int, thr
         "verdict": result.verdict.label, "reason": result.verdict.reason,
         "cot_accuracy": result.summary["accuracy"]["cot"],
     }
+    threads_used, parallel = backend.threads, backend.config.parallel
     backend.close()
+    if floor:
+        from llama_rates import floor_seconds
+        from llama_rates import measure as machine_rates
+
+        rates = machine_rates(str(path), threads_used, sequences=(parallel,))
+        floor_s = floor_seconds(rates, counters["tokens_evaluated"], rec.generated, parallel)
+        figures.update({"machine_prompt_tok_s": rates["prompt_tok_s"],
+                        "machine_decode_tok_s": rates["decode_tok_s"][parallel],
+                        "floor_seconds": round(floor_s, 1), "audit_over_floor": round(audit_s / floor_s, 3)})
     return figures
 
 
@@ -325,6 +339,8 @@ def main() -> None:
     parser.add_argument("--keep-cache", type=Path, default=None,
                         help="write the Qwen audit's call cache here (a new file) to reuse its calls later")
     parser.add_argument("--raw-sample", type=int, default=16, help="requests of the Qwen audit re-run raw through llama.cpp")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip measuring the machine's llama.cpp rates after the Qwen audit (~3 min)")
     args = parser.parse_args()
     model_args = [f"threads={args.threads}"] if args.threads else []
 
@@ -334,7 +350,8 @@ def main() -> None:
             from faithcheck.pretrained import qwen_gguf
 
             results["qwen"] = measure_gguf(qwen_gguf(), "gsm8k", args.qwen_n or 100, Path(tmp), args.raw_sample,
-                                           args.threads, keep_cache=args.keep_cache)
+                                           args.threads, keep_cache=args.keep_cache,
+                                           floor=not args.no_floor)
             print(json.dumps(results["qwen"], indent=1), flush=True)
         if not args.qwen_only:
             results["organism"] = measure(f"organism:{args.organism}", "modular", args.n, args.k, Path(tmp), model_args)

@@ -22,25 +22,19 @@ import time
 from faithcheck.pretrained import qwen_gguf
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--context", type=int, default=600, help="tokens each sequence holds before the decode steps")
-    ap.add_argument("--sequences", default="1,8,16,32")
-    ap.add_argument("--layout", choices=("unified", "streams"), default="unified")
-    args = ap.parse_args()
+def measure(model: str, threads: int = 2, context: int = 600, sequences: tuple[int, ...] = (1, 8, 16, 32),
+            layout: str = "unified") -> dict:
+    """Prompt tokens/s and, per number of sequences, decode tokens/s on this machine now."""
     from llama_cpp import llama_cpp as C
 
-    seqs = [int(s) for s in args.sequences.split(",")]
-    n_seq = max(seqs)
+    n_seq = max(sequences)
     C.llama_backend_init()
-    model = C.llama_model_load_from_file(str(args.model or qwen_gguf()).encode(), C.llama_model_default_params())
+    lmodel = C.llama_model_load_from_file(str(model).encode(), C.llama_model_default_params())
     p = C.llama_context_default_params()
-    per_seq = -(-(args.context + 8) // 256) * 256  # llama.cpp pads a stream to 256 cells
+    per_seq = -(-(context + 8) // 256) * 256  # llama.cpp pads a stream to 256 cells
     p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = per_seq * n_seq, 512, 512, n_seq
-    p.kv_unified, p.n_threads, p.n_threads_batch, p.no_perf = args.layout == "unified", args.threads, args.threads, True
-    ctx = C.llama_init_from_model(model, p)
+    p.kv_unified, p.n_threads, p.n_threads_batch, p.no_perf = layout == "unified", threads, threads, True
+    ctx = C.llama_init_from_model(lmodel, p)
     mem = C.llama_get_memory(ctx)
     batch = C.llama_batch_init(512, 0, n_seq)
 
@@ -54,25 +48,46 @@ def main() -> None:
             raise SystemExit("llama_decode failed")
         return time.perf_counter() - start
 
-    prompt_s = 0.0
-    for s in range(n_seq):  # every sequence gets its own context, 512 tokens per call
-        for start in range(0, args.context, 512):
-            part = range(start, min(args.context, start + 512))
-            prompt_s += decode([(100 + (p_ * 7 + s) % 5000, p_, s, p_ == args.context - 1) for p_ in part])
-    out = {"model": str(args.model or qwen_gguf()), "threads": args.threads, "context": args.context, "layout": args.layout,
-           "prompt_tok_s": round(n_seq * args.context / prompt_s, 1), "decode_tok_s": {},
-           "load_average": os.getloadavg()[0]}
-    for n in seqs:
-        times = []
-        for _ in range(3):
-            times.append(decode([(200, args.context, s, True) for s in range(n)]))
-            for s in range(n):
-                C.llama_memory_seq_rm(mem, s, args.context, -1)
-        out["decode_tok_s"][n] = round(n / min(times), 1)
-    out["load_average_end"] = os.getloadavg()[0]
-    print(json.dumps(out, indent=1))
-    C.llama_batch_free(batch)
-    C.llama_free(ctx)
+    try:
+        prompt_s = 0.0
+        for s in range(n_seq):  # every sequence gets its own context, 512 tokens per call
+            for start in range(0, context, 512):
+                part = range(start, min(context, start + 512))
+                prompt_s += decode([(100 + (p_ * 7 + s) % 5000, p_, s, p_ == context - 1) for p_ in part])
+        out = {"model": str(model), "threads": threads, "context": context, "layout": layout,
+               "prompt_tok_s": round(n_seq * context / prompt_s, 1), "decode_tok_s": {},
+               "load_average": os.getloadavg()[0]}
+        for n in sequences:
+            times = []
+            for _ in range(3):
+                times.append(decode([(200, context, s, True) for s in range(n)]))
+                for s in range(n):
+                    C.llama_memory_seq_rm(mem, s, context, -1)
+            out["decode_tok_s"][n] = round(n / min(times), 1)
+        out["load_average_end"] = os.getloadavg()[0]
+        return out
+    finally:
+        C.llama_batch_free(batch)
+        C.llama_free(ctx)
+        C.llama_model_free(lmodel)
+
+
+def floor_seconds(rates: dict, prompt_tokens: int, generated_tokens: int, sequences: int) -> float:
+    """Compute-bound model time of an audit: its prompt tokens evaluated at the prompt rate plus
+    its generated tokens at the decode rate of `sequences` decoded together."""
+    return prompt_tokens / rates["prompt_tok_s"] + generated_tokens / rates["decode_tok_s"][sequences]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--context", type=int, default=600, help="tokens each sequence holds before the decode steps")
+    ap.add_argument("--sequences", default="1,8,16,32")
+    ap.add_argument("--layout", choices=("unified", "streams"), default="unified")
+    args = ap.parse_args()
+    seqs = tuple(int(s) for s in args.sequences.split(","))
+    print(json.dumps(measure(str(args.model or qwen_gguf()), args.threads, args.context, seqs, args.layout), indent=1))
 
 
 if __name__ == "__main__":

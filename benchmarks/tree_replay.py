@@ -10,6 +10,12 @@ the prefix-tree limit (the distinct tokens of every prompt), for a given `parall
 `parallel_ctx`. Seconds, not minutes, for a 1,500-call audit, so admission policies can be
 compared on a real audit's requests.
 
+Two limits are printed. `ratio` is engine.py's: (evaluated + generated) / (distinct tokens of
+every prompt + generated). It counts a CoT's tokens twice when a later prompt holds them (the
+forced answer after it), so a decoder that answers in the CoT's own sequence can go under 1.
+`sequence_ratio` divides by the distinct tokens of every call's whole sequence (its prompt
+followed by its answer), which no prefix-sharing decoder can go under.
+
     python benchmarks/tree_replay.py --source /work/bench/qwen100b.sqlite --n 100
 """
 
@@ -165,6 +171,7 @@ def main() -> None:
         result = run_audit(config, backend=backend, cache=CallCache(Path(tmp) / "calls.sqlite"))
     seen += [backend.tokens(r) for r in taken]
     limit_prompt = len(Trie(seen))
+    whole = len(Trie([list(row) + answer for row, answer in backend.answers.items()]))
     generated = backend.counters["generated_tokens"]
     evaluated = backend.counters["tokens_evaluated"]
     print(json.dumps({
@@ -174,7 +181,9 @@ def main() -> None:
         "prompt_tokens": backend.counters["prompt_tokens"], "tokens_evaluated": evaluated,
         "prefix_tree_prompt_tokens": limit_prompt, "generated_tokens": generated,
         "ratio": round((evaluated + generated) / (limit_prompt + generated), 3),
-        "prompt_ratio": round(evaluated / limit_prompt, 3), "peak_rows": backend._decoder.peak,
+        "prompt_ratio": round(evaluated / limit_prompt, 3),
+        "sequence_tree_tokens": whole, "sequence_ratio": round((evaluated + generated) / whole, 3),
+        "peak_rows": backend._decoder.peak,
         "decode_steps": backend._decoder.steps, "seconds": round(time.time() - started, 1),
     }, indent=1))
     backend.close()

@@ -66,7 +66,9 @@ class FollowUps:
     completion)` names the call that will follow an answered one (the forced answer after a
     CoT that stated none), or None; the backend may answer it at once, from what it still
     holds, and hands the result to `answered(request, completion)`. The engine keeps those
-    for the later call that asks for them."""
+    for the later call that asks for them. `next` is asked about the follow-ups too (a forced
+    answer cut by its budget is followed by its continuation), so a chain ends where it
+    returns None."""
 
     next: Callable[[GenerationRequest, Completion], GenerationRequest | None]
     answered: Callable[[GenerationRequest, Completion], None]

@@ -248,14 +248,16 @@ class LlamaCppBackend(StreamingBackend):
         follow: dict[int, GenerationRequest] = {}  # id of a follow-up's Row -> its request
 
         def done(s: int, got: Decoded) -> Row | None:
-            if s >= len(todo):  # a follow-up row the decoder appended
+            if s >= len(todo):  # a follow-up row the decoder appended: its own may follow it
                 req = follow.pop(id(batch[s]))
-                ahead.answered(req, self._completion(req, batch[s].tokens, got.tokens, got.finish))
-                return None
-            answered.add(s)
-            comp = self._completion(requests[todo[s]], batch[s].tokens, got.tokens, got.finish)
-            emit([(todo[s], comp)])
-            nxt = ahead.next(requests[todo[s]], comp) if ahead is not None else None
+                comp = self._completion(req, batch[s].tokens, got.tokens, got.finish)
+                ahead.answered(req, comp)
+            else:
+                answered.add(s)
+                req = requests[todo[s]]
+                comp = self._completion(req, batch[s].tokens, got.tokens, got.finish)
+                emit([(todo[s], comp)])
+            nxt = ahead.next(req, comp) if ahead is not None else None
             row = self._follow_row(nxt) if nxt is not None and nxt.temperature == 0 and nxt.max_new_tokens > 0 else None
             if row is not None:
                 follow[id(row)] = nxt

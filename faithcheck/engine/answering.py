@@ -12,6 +12,11 @@ A forced answer that runs out of its own (short) budget before it can be read, t
 expression cut mid-way ("The answer is 2 * 12 + 2 * 8 + 2 *"), is continued once with the
 same budget (`extend_cut_answers`), so the model finishes what it was writing and the answer
 is read from the whole; one still unreadable is unparseable, as before.
+
+Both later calls (the forced answer after a CoT, the continuation of a cut answer) are named
+to the engine as follow-ups (`follow_up`): a backend that `follows_up` (llama.cpp) answers
+them in the earlier call, in the sequence of the call they follow, and the later stage finds
+them answered.
 """
 
 from __future__ import annotations
@@ -76,14 +81,21 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
             first.append(GenerationRequest(q.prompt, q.prefill, task.max_cot_tokens + task.max_answer_tokens,
                                            task.cot_stop, q.temperature, q.seed, context))
     writes = {first[i].key() for i, q in enumerate(queries) if q.mode != "answer"}
+    forced = {first[i].key() for i, q in enumerate(queries) if q.mode == "answer"}
 
     def follow_up(request: GenerationRequest, comp: Completion) -> GenerationRequest | None:
-        """Stage 2's request after a CoT that stated no answer: a backend that can answers it
-        in stage 1, right after the CoT, from the CoT's own cache cells."""
-        if comp.error is not None or request.key() not in writes:
+        """The call a later stage makes after this one: the forced answer after a CoT that
+        stated none, the continuation of a forced answer cut by its budget. A backend that can
+        answers it at once, from the cells of the call it follows."""
+        if comp.error is not None:
             return None
-        after = forced_after(task, request, comp)
-        return None if after is None else after[0]
+        if request.key() in writes:
+            after = forced_after(task, request, comp)
+            if after is None:
+                return None
+            forced.add(after[0].key())  # a forced answer: its own continuation may follow it
+            return after[0]
+        return cut_continuation(task, request, comp) if request.key() in forced else None
 
     results = engine.run(first, desc=desc, follow_up=follow_up)
     in_answer_mode = [i for i, q in enumerate(queries) if q.mode == "answer"]
@@ -106,7 +118,8 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
                 cot, rest = task.split_output(q.prefill + comp.text)
                 answered.append(Answered(cot, task.parse_answer(rest), comp.text, False))
     if follow_ups:
-        second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)")
+        forced.update(r.key() for _, r, _ in follow_ups)
+        second = engine.run([r for _, r, _ in follow_ups], desc=f"{desc} (forced answers)", follow_up=follow_up)
         second = extend_cut_answers(engine, task, [(r, c) for (_, r, _), c in zip(follow_ups, second)], desc)
         for (i, _, cot), comp in zip(follow_ups, second):
             written = results[i].text + "\n" + task.answer_prefix + comp.text
@@ -121,17 +134,24 @@ def resolve(engine: Engine, task: Task, queries: list[Query], desc: str, mark_bu
     return [a for a in answered if a is not None]
 
 
+def cut_continuation(task: Task, request: GenerationRequest, comp: Completion) -> GenerationRequest | None:
+    """The request that continues forced answer `request` from where `comp` stopped, when it
+    hit its budget before the answer could be read; None otherwise."""
+    if comp.error is not None or comp.finish_reason != "length" or task.parse_answer(task.answer_prefix + comp.text) is not None:
+        return None
+    return replace(request, prefill=request.prefill + comp.text)
+
+
 def extend_cut_answers(engine: Engine, task: Task, pairs: list[tuple[GenerationRequest, Completion]],
                        desc: str) -> list[Completion]:
     """The completions of `pairs` (forced-answer request, completion), in order, each answer
     that hit its budget unread continued once from where it stopped and joined to it."""
-    cut = [k for k, (req, comp) in enumerate(pairs)
-           if comp.error is None and comp.finish_reason == "length" and task.parse_answer(task.answer_prefix + comp.text) is None]
+    nxt = [cut_continuation(task, req, comp) for req, comp in pairs]
+    cut = [k for k, r in enumerate(nxt) if r is not None]
     out = [comp for _, comp in pairs]
     if not cut:
         return out
-    more = engine.run([replace(pairs[k][0], prefill=pairs[k][0].prefill + pairs[k][1].text) for k in cut],
-                      desc=f"{desc} (answers cut by their budget)")
+    more = engine.run([nxt[k] for k in cut], desc=f"{desc} (answers cut by their budget)")
     for k, extra in zip(cut, more):
         if extra.error is not None:
             continue  # the first part stands: unparseable, not a failed call

@@ -169,6 +169,8 @@ def test_a_forced_answer_is_decoded_in_its_cots_own_sequence(qwen_gguf: Path):
             GenerationRequest("A list: count from 1 to 60, separated by commas.", "", 24, ())]
 
     def forced(req, comp):
+        if req not in cots:
+            return None  # a forced answer is followed by nothing
         return GenerationRequest(req.prompt, req.prefill + comp.text + "\nThe answer is", 4, ("\n",))
 
     ahead_backend, cots_only, one = (load_backend(f"llamacpp:{qwen_gguf}", [f"parallel={k}"]) for k in (2, 2, 1))
@@ -187,6 +189,44 @@ def test_a_forced_answer_is_decoded_in_its_cots_own_sequence(qwen_gguf: Path):
         extra = ahead_backend.counters["tokens_evaluated"] - cots_only.counters["tokens_evaluated"]
         later = [ahead_backend.tokens(r) for r, _ in answered]
         assert extra <= 2 * 8 < min(map(len, later)), (extra, [len(t) for t in later])
+    finally:
+        for b in (ahead_backend, cots_only, one):
+            b.close()
+
+
+def test_a_follow_up_of_a_follow_up_is_decoded_in_the_same_sequence(qwen_gguf: Path):
+    """A forced answer cut by its budget is itself followed up (its continuation): the chain
+    CoT -> forced answer -> continuation is decoded in one sequence, each link evaluating only
+    the cue it adds, with llama.cpp's own answers for the same chain one call at a time."""
+    from faithcheck.backends import load_backend
+    from faithcheck.backends.base import FollowUps
+
+    cot = GenerationRequest(QUESTION, "Let's think step by step.", 24, ())
+
+    def nxt(req, comp):
+        if req.prefill.endswith("The answer is"):
+            return GenerationRequest(req.prompt, req.prefill + comp.text, 4, ())  # the continuation
+        if req == cot:
+            return GenerationRequest(req.prompt, req.prefill + comp.text + "\nThe answer is", 3, ())
+        return None
+
+    ahead_backend, cots_only, one = (load_backend(f"llamacpp:{qwen_gguf}", [f"parallel={k}"]) for k in (2, 2, 1))
+    try:
+        answered: list = []
+        got: dict = {}
+        ahead_backend.generate_stream([cot], got.update, ahead=FollowUps(nxt, lambda r, c: answered.append((r, c))))
+        [plain] = cots_only.generate([cot])
+        assert got[0].text == plain.text
+        forced = nxt(cot, plain)
+        assert [r for r, _ in answered][0] == forced and len(answered) == 2
+        assert answered[1][0] == nxt(forced, answered[0][1])
+        [own_cot] = one.generate([cot])
+        [own_forced] = one.generate([nxt(cot, own_cot)])
+        [own_more] = one.generate([nxt(nxt(cot, own_cot), own_forced)])
+        assert [c.text for _, c in answered] == [own_forced.text, own_more.text]
+        extra = ahead_backend.counters["tokens_evaluated"] - cots_only.counters["tokens_evaluated"]
+        # only what each link adds: the cue "The answer is", and the last token of each cut link
+        assert extra <= 12 < len(ahead_backend.tokens(answered[1][0])) - 40, extra
     finally:
         for b in (ahead_backend, cots_only, one):
             b.close()

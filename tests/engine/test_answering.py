@@ -156,3 +156,52 @@ def test_a_follow_up_the_backend_leaves_is_sent_in_the_later_call():
     assert [c.prompt for c in following.ahead_calls] == ["Item 3"]
     assert [c.prompt for c in following.calls[4:]] == ["Item 3", "Item 1"]  # ahead in pass 1; the left one in pass 2
     assert engine.stats.model_calls == 6 and engine.stats.answered_ahead == 1
+
+
+class FollowingBudgetedBackend(BudgetedBackend):
+    """BudgetedBackend that follows up as llama.cpp does: after each call it answers the call
+    that follows it, and the one that follows that (a forced answer, then its continuation)."""
+
+    follows_up = True
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.ahead_calls: list[GenerationRequest] = []
+
+    def generate_stream(self, requests, emit, ahead=None):
+        for i, r in enumerate(requests):
+            [comp] = self.generate([r])
+            emit([(i, comp)])
+            nxt = ahead.next(r, comp) if ahead is not None else None
+            while nxt is not None:
+                self.ahead_calls.append(nxt)
+                [comp] = self.generate([nxt])
+                ahead.answered(nxt, comp)
+                nxt = ahead.next(nxt, comp)
+
+
+def test_a_cut_forced_answer_is_continued_ahead_too():
+    """A CoT without an answer, its forced answer cut by the budget, that answer's continuation;
+    and a forced answer (mode answer) cut by the budget: every later call answered in the first
+    pass, with the answers the plain two-stage path reads."""
+    task, prefill = gsm8k()
+    expression = " " + " ".join(["2 +"] * 10) + " 2 = 22"
+
+    def script(r):
+        if r.max_new_tokens > task.max_answer_tokens:
+            return "First 3 * 4 = 12."
+        done = r.prefill[r.prefill.rindex(task.answer_prefix.strip()) + len(task.answer_prefix.strip()):]
+        return expression[len(done):]
+
+    queries = [Query("Q?", "", "generate"), Query("R?", prefill, "answer")]
+    plain = BudgetedBackend(script)
+    want = resolve(Engine(plain, None, progress=False), task, queries, "t")
+    assert [a.answer for a in want] == ["22", "22"] and len(plain.calls) == 5
+    following = FollowingBudgetedBackend(script)
+    engine = Engine(following, None, progress=False)
+    got = resolve(engine, task, queries, "t")
+    assert [(a.cot, a.answer, a.written) for a in got] == [(a.cot, a.answer, a.written) for a in want]
+    # the forced answer and both continuations were answered in the first pass, none sent again
+    assert len(following.ahead_calls) == 3
+    assert sorted(c.key() for c in following.calls) == sorted(c.key() for c in plain.calls)
+    assert engine.stats.answered_ahead == 3 and engine.stats.model_calls == 5
