@@ -108,9 +108,11 @@ class FollowingBackend(ScriptedBackend):
             [comp] = self.generate([r])
             emit([(i, comp)])
             nxt = ahead.next(r, comp) if ahead is not None else None
-            if nxt is not None and self.take(nxt):
+            while nxt is not None and self.take(nxt):  # and the call that follows that one
                 self.ahead_calls.append(nxt)
-                ahead.answered(nxt, self.generate([nxt])[0])
+                [comp] = self.generate([nxt])
+                ahead.answered(nxt, comp)
+                nxt = ahead.next(nxt, comp)
 
 
 def _cot_script(r):
@@ -158,26 +160,9 @@ def test_a_follow_up_the_backend_leaves_is_sent_in_the_later_call():
     assert engine.stats.model_calls == 6 and engine.stats.answered_ahead == 1
 
 
-class FollowingBudgetedBackend(BudgetedBackend):
+class FollowingBudgetedBackend(FollowingBackend, BudgetedBackend):
     """BudgetedBackend that follows up as llama.cpp does: after each call it answers the call
     that follows it, and the one that follows that (a forced answer, then its continuation)."""
-
-    follows_up = True
-
-    def __init__(self, script):
-        super().__init__(script)
-        self.ahead_calls: list[GenerationRequest] = []
-
-    def generate_stream(self, requests, emit, ahead=None):
-        for i, r in enumerate(requests):
-            [comp] = self.generate([r])
-            emit([(i, comp)])
-            nxt = ahead.next(r, comp) if ahead is not None else None
-            while nxt is not None:
-                self.ahead_calls.append(nxt)
-                [comp] = self.generate([nxt])
-                ahead.answered(nxt, comp)
-                nxt = ahead.next(nxt, comp)
 
 
 def test_a_cut_forced_answer_is_continued_ahead_too():
